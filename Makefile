@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make run` and `make test`. Each creates .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: run test bench clean-venv
+
+# torch first, then basicsr without build isolation: basicsr 1.4.2 is source-only and its isolated build would
+# download a second copy of torch.
+$(VENV)/.runtime-installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+	$(BIN)/pip install $$(grep -E '^(torch|torchvision)==' requirements.txt)
+	$(BIN)/pip install --no-build-isolation $$(grep -E '^basicsr==' requirements.txt)
+	$(BIN)/pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+	$(BIN)/pip install -r requirements-test.txt
+	touch $@
+
+# Fetching ahead is best effort: without a network the app still starts and says which files are missing.
+run: $(VENV)/.runtime-installed
+	-$(BIN)/python -m codeformer_core download --task restore
+	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.runtime-installed
+	$(BIN)/python bench/bench.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,77 @@
+"""Weights for the benchmark, in the official files' formats, made here: no real weights can be downloaded.
+
+- `codeformer.pth`: the golden fill of `../shared/golden/` (`tests/golden.py`), so our network and the reference
+  network compute the same function and their outputs can be compared against the golden bounds.
+- `detection_Resnet50_Final.pth`: facexlib's RetinaFace ResNet-50 with its default initialisation under a fixed
+  seed, every key prefixed `module.` as in the official file (facexlib strips the prefix on load).
+- `parsing_parsenet.pth`: facexlib's ParseNet (512 in, 512 out, 19 classes), default initialisation, fixed seed.
+
+Random detector and parser weights cost the same time as the real ones (same layers, same shapes); they only
+decide nothing meaningful, which is why the whole-photo benchmark takes its landmarks from dlib (see bench.py).
+The files go into a cache directory outside the repository (~570 MB), made once and reused.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.golden import write_official_checkpoint  # noqa: E402  (needs REPO_ROOT on sys.path)
+
+SEED = 20220923  # any fixed value: the files must be the same on every run
+CODEFORMER_FILE = "codeformer.pth"
+DETECTOR_FILE = "detection_Resnet50_Final.pth"
+PARSER_FILE = "parsing_parsenet.pth"
+
+
+def default_cache_dir() -> Path:
+    """$CODEFORMER_BENCH_CACHE, else $XDG_CACHE_HOME/codeformer-bench (~/.cache/codeformer-bench): outside the
+    repository, so 570 MB of generated weights can never be committed by accident."""
+    explicit = os.environ.get("CODEFORMER_BENCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "codeformer-bench"
+
+
+def ensure_bench_weights(directory: Path) -> Path:
+    """Write the three files into `directory` unless they are already there; returns `directory`.
+
+    Each file is written under a temporary name and renamed, so an interrupted run leaves no half-written file.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    writers: dict[str, Callable[[Path], object]] = {
+        CODEFORMER_FILE: lambda path: write_official_checkpoint("restore", path),
+        DETECTOR_FILE: _write_detector,
+        PARSER_FILE: _write_parser,
+    }
+    for name, write in writers.items():
+        target = directory / name
+        if target.is_file():
+            continue
+        partial = target.with_name(target.name + ".partial")
+        write(partial)
+        os.replace(partial, target)
+    return directory
+
+
+def _write_detector(path: Path) -> None:
+    from facexlib.detection.retinaface import RetinaFace
+
+    torch.manual_seed(SEED)
+    detector = RetinaFace(network_name="resnet50", device=torch.device("cpu"))
+    # The official file was saved from nn.DataParallel, hence the prefix.
+    torch.save({f"module.{name}": tensor for name, tensor in detector.state_dict().items()}, path)
+
+
+def _write_parser(path: Path) -> None:
+    from facexlib.parsing.parsenet import ParseNet
+
+    torch.manual_seed(SEED)
+    parser = ParseNet(in_size=512, out_size=512, parsing_ch=19)
+    torch.save(parser.state_dict(), path)

@@ -1,0 +1,151 @@
+"""Command line: `python -m codeformer_core {restore,colorize,inpaint} INPUT... -o OUTDIR`, and `download`.
+
+Inputs are photos, videos (written as OUTDIR/<stem>.mp4) or folders of either. Exit code 0 only when every input
+succeeded; each failed input gets one line on stderr.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .download_cli import add_download_arguments, run_download
+from .errors import CodeFormerError
+from .images import encode_png, read_image
+from .layouts import TASKS, Mask
+from .options import BACKGROUNDS, DETECTORS, MAX_UPSCALE, RestoreOptions
+from .pipeline import Pipeline
+from .video import VIDEO_SUFFIXES, restore_video
+from .weights import WeightStore
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m codeformer_core", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for task in TASKS:
+        _add_task_arguments(commands.add_parser(task, help=f"{task} faces in photos"), task)
+    add_download_arguments(commands.add_parser("download", help="fetch the pretrained files ahead of time"))
+    return parser
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, help="photos, videos, or folders of them")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="folder for the results (PNG, mp4)")
+    if task == "restore":
+        parser.add_argument("-w", "--fidelity", type=float, default=0.5,
+                            help="0 = best quality, 1 = closest to the input (default 0.5)")
+    if task == "inpaint":
+        parser.add_argument("--mask", type=Path,
+                            help="mask image (white = hole); without it, pure-white pixels of the input are the holes")
+    parser.add_argument("--aligned", action="store_true", help="inputs are 512x512 faces aligned to the FFHQ template")
+    parser.add_argument("-s", "--upscale", type=int, default=2, help=f"final upscale of the whole image, 1-{MAX_UPSCALE}")
+    parser.add_argument("--bg-upsampler", choices=BACKGROUNDS, default="none", help="background upsampler")
+    parser.add_argument("--face-upsample", action="store_true", help="also upsample the restored faces")
+    parser.add_argument("--detector", choices=DETECTORS, default="retinaface_resnet50")
+    parser.add_argument("--only-center-face", action="store_true")
+    parser.add_argument("--draw-box", action="store_true", help="draw the detected face boxes")
+    parser.add_argument("--no-parse", action="store_true", help="paste faces back with a plain mask, not a parse mask")
+    parser.add_argument("--fast", action="store_true", help="reduced precision (bf16 on CPU, fp16 on CUDA)")
+    parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
+
+
+def options_from(args: argparse.Namespace) -> RestoreOptions:
+    return RestoreOptions(
+        task=args.command,
+        fidelity=getattr(args, "fidelity", 0.5),
+        upscale=args.upscale,
+        aligned=args.aligned,
+        background=args.bg_upsampler,
+        face_upsample=args.face_upsample,
+        detector=args.detector,
+        only_center_face=args.only_center_face,
+        draw_boxes=args.draw_box,
+        parse_paste=not args.no_parse,
+        fast=args.fast,
+    )
+
+
+def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Files as given, folders expanded to their photos and videos (sorted); missing paths become error lines."""
+    files, errors = [], []
+    for path in paths:
+        if path.is_dir():
+            suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes))
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return files, errors
+
+
+def run_task(args: argparse.Namespace) -> int:
+    options = options_from(args)
+    mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
+    pipeline = Pipeline(WeightStore(args.weights_dir), device=args.device)
+    files, errors = collect_inputs(args.inputs)
+    if not files and not errors:
+        errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    reports = {}
+    for path in tqdm(files, desc=options.task, unit="file", disable=len(files) < 2):
+        try:
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                reports[str(path)] = _restore_video_file(pipeline, path, options, args.output)
+            else:
+                reports[str(path)] = _restore_image_file(pipeline, path, options, mask, args.output)
+        except CodeFormerError as error:
+            errors.append(f"{path}: {error}")
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2))
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _restore_image_file(
+    pipeline: Pipeline, path: Path, options: RestoreOptions, mask: Mask | None, output_dir: Path
+) -> dict[str, Any]:
+    result = pipeline.run(read_image(path), options, mask=mask)
+    # The CLI runs on the user's own files, so their names are safe to reuse for the outputs.
+    written = output_dir / f"{path.stem}.png"
+    written.write_bytes(encode_png(result.image))
+    for line in result.report.notices + result.report.adjustments:
+        tqdm.write(f"{path.name}: {line}")
+    tqdm.write(f"{path} -> {written} ({result.report.faces_restored} face(s))")
+    return {"output": str(written), **result.report.to_dict()}
+
+
+def _restore_video_file(pipeline: Pipeline, path: Path, options: RestoreOptions, output_dir: Path) -> dict[str, Any]:
+    with tqdm(desc=path.name, unit="frame", leave=False) as bar:
+
+        def show(done: int, total: int | None, _seconds_left: float | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = restore_video(path, output_dir / f"{path.stem}.mp4", pipeline, options, progress=show)
+    for line in result.notes:
+        tqdm.write(f"{path.name}: {line}")
+    tqdm.write(f"{path} -> {result.output} ({result.frames} frames, {result.faces_restored} face(s))")
+    return result.to_dict()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "download":
+            return run_download(args)
+        return run_task(args)
+    except CodeFormerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

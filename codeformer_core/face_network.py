@@ -1,0 +1,62 @@
+"""Aligned faces through the CodeFormer network: crops to tensors, encode once, decode per fidelity.
+
+Faces go through in chunks: on a GPU a chunk of several faces fills the device; on the CPU batching gains nothing
+and only multiplies the decoder's activation memory (~130 MB per 512x512x128 feature map per face), so a chunk is
+one face there.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .layouts import FaceCrop
+from .network import CodeFormer, EncodedFaces, Precision, reduced_precision
+
+
+def chunk_size_for(device: torch.device) -> int:
+    return 4 if device.type == "cuda" else 1
+
+
+def crops_to_tensor(crops: list[FaceCrop], device: torch.device) -> torch.Tensor:
+    """BGR uint8 512x512 crops -> N x 3 x 512 x 512 float32 RGB in [-1, 1], the network's input."""
+    batch = np.stack(crops)[..., ::-1].astype(np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
+    return (tensor / 127.5 - 1.0).to(device)
+
+
+def tensor_to_crops(output: torch.Tensor) -> list[FaceCrop]:
+    """N x 3 x H x W RGB in [-1, 1] (unclamped) -> BGR uint8 crops, rounded as the reference's tensor2img does."""
+    pixels = ((output.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    rgb = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    return [np.ascontiguousarray(face[..., ::-1]) for face in rgb]
+
+
+def precision_for(device: torch.device, fast: bool) -> Precision:
+    """float32 by default (the golden-tested path); fast mode runs bf16 (CPU) or fp16 (CUDA)."""
+    return reduced_precision(device) if fast else "float32"
+
+
+def _chunks(count: int, size: int) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+def encode_faces(
+    net: CodeFormer, crops: list[FaceCrop], *, adain: bool, fast: bool, chunk: int
+) -> list[EncodedFaces]:
+    """The w-independent half of the network, one EncodedFaces per chunk of faces."""
+    device = next(net.parameters()).device
+    return [
+        net.encode(crops_to_tensor(crops[part], device), adain=adain, precision=precision_for(device, fast))
+        for part in _chunks(len(crops), chunk)
+    ]
+
+
+def decode_faces(net: CodeFormer, encoded: list[EncodedFaces], *, fidelity: float, fast: bool) -> list[FaceCrop]:
+    """The decoder at fidelity w, for every chunk encoded earlier."""
+    device = next(net.parameters()).device
+    faces: list[FaceCrop] = []
+    for part in encoded:
+        faces.extend(tensor_to_crops(net.decode(part, w=fidelity, precision=precision_for(device, fast))))
+    return faces

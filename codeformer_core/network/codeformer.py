@@ -1,0 +1,234 @@
+"""CodeFormer (Zhou et al., NeurIPS 2022): codebook lookup transformer with controllable feature transformation.
+
+Data path, split so that moving the fidelity slider re-runs only the decoder:
+
+    encode: face -> VQGAN encoder -> lq_feat -> transformer -> logits -> top-1 code indices
+            -> codebook lookup -> AdaIN to lq_feat's statistics (optional)            [does not depend on w]
+    decode: looked-up features -> VQGAN generator, with the CFT blocks adding
+            w * (dec * scale + shift) computed from the encoder's skip features        [w in [0, 1]]
+
+Faces are N x 3 x 512 x 512 float32 tensors in [-1, 1], channel order R, G, B; outputs are in the same space,
+not clamped.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidImageError, InvalidOptionError
+from ..layouts import TASKS, Task
+from .encoded import EncodedFaces
+from .precision import Precision, autocast_for
+from .transformer import transformer_layers
+from .vqgan import Encoder, Generator, ResBlock, VectorQuantizer
+
+FACE_SIZE = 512
+LATENT_SIZE = 16
+LATENT_CHANNELS = 256
+# The VQGAN shape shared by all published CodeFormer checkpoints.
+VQGAN_SHAPE = dict(nf=64, emb_dim=LATENT_CHANNELS, ch_mult=(1, 2, 2, 4, 4, 8), res_blocks=2, resolution=FACE_SIZE,
+                   attn_resolution=LATENT_SIZE)
+TRANSFORMER_LAYERS = 9
+TRANSFORMER_DIM = 512
+TRANSFORMER_HEADS = 8
+TRANSFORMER_MLP = 1024
+ADAIN_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """What differs between the three published networks."""
+
+    task: Task
+    codebook_size: int
+    cft_resolutions: tuple[int, ...]
+    """Decoder resolutions with a CFT block (the reference's `connect_list`)."""
+
+
+CONFIGS: dict[Task, NetworkConfig] = {
+    "restore": NetworkConfig("restore", codebook_size=1024, cft_resolutions=(32, 64, 128, 256)),
+    "colorize": NetworkConfig("colorize", codebook_size=1024, cft_resolutions=(32, 64, 128)),
+    "inpaint": NetworkConfig("inpaint", codebook_size=512, cft_resolutions=(32, 64, 128)),
+}
+
+
+def adaptive_instance_normalization(content: Tensor, style: Tensor, eps: float = ADAIN_EPS) -> Tensor:
+    """Give `content` (N x C x H x W) the per-channel mean and standard deviation of `style`.
+
+    As in the reference, the variance is the unbiased one and eps is added to it before the square root.
+    """
+    content_var, content_mean = torch.var_mean(content, dim=(2, 3), keepdim=True)
+    style_var, style_mean = torch.var_mean(style, dim=(2, 3), keepdim=True)
+    normalized = (content - content_mean) / (content_var + eps).sqrt()
+    return normalized * (style_var + eps).sqrt() + style_mean
+
+
+class ControllableFeatureTransform(nn.Module):
+    """CFT block (the reference's `Fuse_sft_block`): dec + w * (dec * scale + shift).
+
+    scale and shift are predicted from the encoder's features concatenated with the decoder's, so w = 0 keeps
+    the codebook's face and w = 1 pulls it towards the input.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.encode_enc = ResBlock(2 * channels, channels)
+        self.scale = _conv_lrelu_conv(channels)
+        self.shift = _conv_lrelu_conv(channels)
+
+    def forward(self, enc_feat: Tensor, dec_feat: Tensor, w: float) -> Tensor:
+        fused = self.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
+        return dec_feat + w * (dec_feat * self.scale(fused) + self.shift(fused))
+
+
+def _conv_lrelu_conv(channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(channels, channels, kernel_size=3, padding=1),
+    )
+
+
+class CodeFormer(nn.Module):
+    """The CodeFormer network for one task; see the module docstring for the data path.
+
+    Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact;
+    "bf16" or "fp16" run under `torch.autocast` on the input's device: faster where the hardware has the
+    units, not bit-equal). Whatever the precision, results come back as float32.
+    Memory layout: call `net.to(memory_format=torch.channels_last)` and pass channels_last faces to run the
+    convolutions in that layout (float32, within ~5e-5 of the default layout).
+    """
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(**VQGAN_SHAPE)
+        self.quantize = VectorQuantizer(config.codebook_size, LATENT_CHANNELS)
+        self.generator = Generator(**VQGAN_SHAPE)
+        self.position_emb = nn.Parameter(torch.zeros(LATENT_SIZE * LATENT_SIZE, TRANSFORMER_DIM))
+        self.feat_emb = nn.Linear(LATENT_CHANNELS, TRANSFORMER_DIM)
+        self.ft_layers = transformer_layers(TRANSFORMER_LAYERS, TRANSFORMER_DIM, TRANSFORMER_HEADS, TRANSFORMER_MLP)
+        self.idx_pred_layer = nn.Sequential(
+            nn.LayerNorm(TRANSFORMER_DIM), nn.Linear(TRANSFORMER_DIM, config.codebook_size, bias=False)
+        )
+        self.fuse_convs_dict = nn.ModuleDict(
+            {str(res): ControllableFeatureTransform(_encoder_channels(res)) for res in config.cft_resolutions}
+        )
+
+    @property
+    def task(self) -> Task:
+        return self.config.task
+
+    def forward(
+        self, x: Tensor, w: float = 0.0, adain: bool = True, precision: Precision = "float32"
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Restore faces in one go: (output N x 3 x 512 x 512, logits N x 256 x codebook, lq_feat N x 256 x 16 x 16)."""
+        encoded = self.encode(x, adain=adain, precision=precision)
+        return self.decode(encoded, w, precision=precision), encoded.logits, encoded.lq_feat
+
+    @torch.inference_mode()
+    def encode(self, x: Tensor, adain: bool = True, precision: Precision = "float32") -> EncodedFaces:
+        """Everything that does not depend on w, for N faces (N x 3 x 512 x 512, [-1, 1], RGB).
+
+        adain: match the looked-up features to the encoder's per-channel statistics (restore and colorize
+        were trained with it, inpaint without).
+        """
+        self._check_faces(x)
+        with autocast_for(precision, x.device):
+            lq_feat, skips = self.encoder(x, self.config.cft_resolutions)
+            logits = self.predict_logits(lq_feat)
+        lq_feat, logits = lq_feat.float(), logits.float()
+        # Softmax is monotonic: its top-1 is the logits' argmax.
+        idx = logits.argmax(dim=2)
+        quant_feat = self.quantize.lookup(idx, LATENT_SIZE, LATENT_SIZE).contiguous(
+            memory_format=_memory_format_of(x)
+        )
+        if adain:
+            quant_feat = adaptive_instance_normalization(quant_feat, lq_feat)
+        return EncodedFaces(
+            quant_feat=quant_feat,
+            skips={res: feat.float() for res, feat in skips.items()},
+            logits=logits,
+            idx=idx,
+            lq_feat=lq_feat,
+        )
+
+    @torch.inference_mode()
+    def decode(self, encoded: EncodedFaces, w: float, precision: Precision = "float32") -> Tensor:
+        """Faces (N x 3 x 512 x 512, [-1, 1] space, RGB, not clamped) at fidelity w in [0, 1].
+
+        w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
+        """
+        w = _check_fidelity(w)
+        cft_steps = {}
+        if w > 0:
+            cft_steps = {
+                res: partial(self.fuse_convs_dict[str(res)], encoded.skips[res], w=w)
+                for res in self.config.cft_resolutions
+            }
+        with autocast_for(precision, encoded.quant_feat.device):
+            out = self.generator(encoded.quant_feat, cft_steps)
+        return out.float()
+
+    def predict_logits(self, lq_feat: Tensor) -> Tensor:
+        """Transformer logits over the codebook, N x 256 x codebook_size, tokens row-major over the 16x16 latent."""
+        tokens = self.feat_emb(lq_feat.flatten(2).transpose(1, 2))
+        for layer in self.ft_layers:
+            tokens = layer(tokens, self.position_emb)
+        return self.idx_pred_layer(tokens)
+
+    def _check_faces(self, x: Tensor) -> None:
+        expected = (3, FACE_SIZE, FACE_SIZE)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected or x.shape[0] == 0:
+            raise InvalidImageError(
+                f"CodeFormer takes a batch of aligned faces shaped N x 3 x {FACE_SIZE} x {FACE_SIZE}; "
+                f"got a tensor shaped {tuple(x.shape)}"
+            )
+        weight = self.position_emb
+        if x.dtype != weight.dtype or x.device != weight.device:
+            raise InvalidImageError(
+                f"faces must be {weight.dtype} on {weight.device} like the network; got {x.dtype} on {x.device}"
+            )
+
+
+def build_network(task: Task) -> CodeFormer:
+    """The CodeFormer network for `task` ("restore", "colorize" or "inpaint"): float32, CPU, eval mode.
+
+    Its weights are zero until a checkpoint is loaded (see `codeformer_core.checkpoints.load_network`):
+    random initialisation of 95M parameters would only be overwritten.
+    """
+    if task not in TASKS:
+        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    with torch.device("meta"):
+        net = CodeFormer(CONFIGS[task])
+    net.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in net.state_dict().values():
+            tensor.zero_()
+    return net.eval()
+
+
+def composite_inpainting(x: Tensor, out: Tensor) -> Tensor:
+    """Inpainting result: the network's output where the input is pure white (the painted holes, all three
+    channels exactly 1.0 in [-1, 1] space), the input everywhere else. Both N x 3 x H x W."""
+    holes = (x == 1.0).all(dim=1, keepdim=True)
+    return torch.where(holes, out, x)
+
+
+def _encoder_channels(resolution: int) -> int:
+    """Width of the encoder (and decoder) level working at `resolution`."""
+    level = (FACE_SIZE // resolution).bit_length() - 1
+    return VQGAN_SHAPE["nf"] * VQGAN_SHAPE["ch_mult"][level]
+
+
+def _memory_format_of(x: Tensor) -> torch.memory_format:
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _check_fidelity(w: float) -> float:
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) <= 1.0:
+        raise InvalidOptionError(f"fidelity weight w must be a number between 0 and 1; got {w!r}")
+    return float(w)

@@ -1,0 +1,127 @@
+"""Which pixels of a restored face go back into the photo.
+
+Two masks, as in the official paste-back: ParseNet's soft face mask (in face-crop pixels) and the eroded, blurred
+rectangle of the crop (in output pixels: its margins depend on how big the face lands in the output). Paste-back
+always uses the rectangle and, with parsing on, the smaller of the two at each pixel.
+"""
+
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .alignment import FACE_SIZE
+from .checkpoints import read_state_dict
+from .errors import CheckpointMismatchError, InvalidOptionError
+from .layouts import FaceCrop, Mask
+
+PARSER_FILE = "parsing_parsenet.pth"
+
+PASTED_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15)
+"""ParseNet's 19 labels are background, skin, nose, eyeglasses, left/right eye, left/right brow, left/right ear,
+mouth, upper/lower lip, hair, hat, earring, necklace, neck, cloth. The official colormap pastes skin through hair
+and earrings; background, hat, necklace, neck and cloth keep the original photo."""
+
+_BLUR_KERNEL = 101  # the official mask is blurred twice with this kernel and sigma, at 512 px
+_BLUR_SIGMA = 11
+_CLEARED_BORDER = 10  # px of the crop's edge forced to 0, so the crop's border never shows as a seam
+_MAX_PARSE_RESOLUTION = FACE_SIZE
+
+
+class FaceParser:
+    """ParseNet (facexlib's network, 19 classes) turning aligned faces into soft paste masks.
+
+    resolution: side the faces are resized to before parsing. 512 is the official size; the network is fully
+    convolutional, so a power of two down to 64 runs too, faster and coarser (the mask is blurred at 512 after).
+    max_batch: faces per forward pass; activations take ~0.9 GB per face at 512 px.
+    """
+
+    def __init__(
+        self, network: torch.nn.Module, device: torch.device, resolution: int = FACE_SIZE, max_batch: int = 4
+    ) -> None:
+        if resolution not in (64, 128, 256, 512):
+            raise InvalidOptionError(f"parse resolution must be 64, 128, 256 or 512; got {resolution!r}")
+        if max_batch < 1:
+            raise InvalidOptionError(f"max_batch must be at least 1; got {max_batch!r}")
+        self._network = network
+        self.device = device
+        self.resolution = resolution
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: torch.device | str = "cpu", *, resolution: int = FACE_SIZE, max_batch: int = 4
+    ) -> "FaceParser":
+        """Load the official parsing_parsenet.pth. Raises CorruptWeightsError for an unreadable file and
+        CheckpointMismatchError for a file made for another network."""
+        from facexlib.parsing.parsenet import ParseNet
+
+        device = torch.device(device)
+        network = ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19)
+        try:
+            network.load_state_dict(read_state_dict(path), strict=True)
+        except RuntimeError as error:
+            raise CheckpointMismatchError(
+                f"{path} does not fit the ParseNet face parser ({textwrap.shorten(str(error), 300)}). "
+                f"It needs the official {PARSER_FILE}."
+            ) from error
+        return cls(network.eval().to(device), device, resolution=resolution, max_batch=max_batch)
+
+    def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:
+        """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
+        labels = []
+        for start in range(0, len(faces), self.max_batch):
+            batch = _to_network_input(faces[start : start + self.max_batch], self.resolution).to(self.device)
+            with torch.inference_mode():
+                logits = self._network(batch)[0]
+            labels.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
+        return np.concatenate(labels) if labels else np.zeros((0, self.resolution, self.resolution), np.uint8)
+
+    def paste_masks(self, faces: list[FaceCrop]) -> np.ndarray:
+        """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask)."""
+        return soft_face_masks(self.face_labels(faces))
+
+
+def soft_face_masks(labels: np.ndarray) -> np.ndarray:
+    """Official post-processing of N x r x r labels: face classes -> 1, blurred twice at 512 px, edges cleared."""
+    masks = np.isin(labels, PASTED_CLASSES).astype(np.float32)
+    if len(masks) == 0:
+        return np.zeros((0, FACE_SIZE, FACE_SIZE), np.float32)
+    # cv2 filters N masks at once when they are the channels of one image.
+    stacked = np.ascontiguousarray(masks.transpose(1, 2, 0))
+    if stacked.shape[0] != FACE_SIZE:
+        stacked = cv2.resize(stacked, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+    stacked = stacked.reshape(FACE_SIZE, FACE_SIZE, -1)  # cv2 drops the channel axis of a single mask
+    for _ in range(2):
+        stacked = cv2.GaussianBlur(stacked, (_BLUR_KERNEL, _BLUR_KERNEL), _BLUR_SIGMA).reshape(stacked.shape)
+    masks = np.ascontiguousarray(stacked.transpose(2, 0, 1))
+    edge = _CLEARED_BORDER
+    masks[:, :edge, :] = 0
+    masks[:, -edge:, :] = 0
+    masks[:, :, :edge] = 0
+    masks[:, :, -edge:] = 0
+    return masks
+
+
+def eroded_rectangle_mask(covered: Mask) -> Mask:
+    """The official soft rectangle for one face, in output pixels.
+
+    covered: the face crop's square warped into the output (1 inside, 0 outside), already eroded by 2 x upscale
+    px so interpolated border pixels are excluded. The result shrinks it by a margin of ~1/20 of the face's side
+    and blurs the edge over the same width, so a face fades into the photo rather than ending at a hard line.
+    """
+    edge = int(float(covered.sum()) ** 0.5) // 20
+    centre = cv2.erode(covered, np.ones((2 * edge, 2 * edge), np.uint8))
+    return cv2.GaussianBlur(centre, (2 * edge + 1, 2 * edge + 1), 0)
+
+
+def _to_network_input(faces: list[FaceCrop], resolution: int) -> torch.Tensor:
+    """BGR uint8 faces -> N x 3 x r x r RGB float32 in [-1, 1]."""
+    resized = [
+        face if face.shape[0] == resolution else cv2.resize(face, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
+        for face in faces
+    ]
+    batch = torch.from_numpy(np.stack(resized)[..., ::-1].copy()).permute(0, 3, 1, 2).float()
+    return batch / 127.5 - 1.0

@@ -1,0 +1,289 @@
+"""The one way the app gets a pretrained file: `WeightStore.path(name)` or `WeightStore.load(name, loader)`.
+
+Resolution order, per file, once per process:
+1. the weights directory (`weights/` under the current directory; `CODEFORMER_WEIGHTS_DIR` or the
+   `weights_dir` argument override it): a file there is used with no network at all;
+2. huggingface_hub's cache (`HF_HOME` / `HF_HUB_CACHE`), also without network;
+3. the Hugging Face Hub (`HF_ENDPOINT`), repo `CODEFORMER_HUB_REPO` at `CODEFORMER_HUB_REVISION`, where the file
+   is found by name in the repo's file list, since mirrors keep the files at different paths;
+4. the official release URL (unless `allow_url_fallback=False`).
+With `HF_HUB_OFFLINE=1` only 1 and 2 are tried.
+
+Where files end up: huggingface_hub downloads into its own cache, and the store then hard-links the file into the
+weights directory (a copy only when the two are on different filesystems). So the weights directory always holds
+every file the app has used, which is what makes the app work offline later, even if the Hub cache is cleared,
+and no 350 MB file is stored twice.
+
+Verification: a downloaded file must have the official size and SHA-256 when the registry knows them, else the
+size and SHA-256 the Hub lists for it; a file with no known digest must load as a plain tensor checkpoint. A file
+that fails is reported by name and fetched once more. A file already in the weights directory only gets the
+cheap size check: the model loader reads it anyway, and `load()` turns a `CorruptWeightsError` from the loader
+into one more fetch, so a damaged file never crashes the app later.
+"""
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from .checkpoints import read_state_dict
+from .errors import CorruptWeightsError, WeightsUnavailableError
+from .weights_fetch import (
+    DownloadProgress,
+    Fetched,
+    HubRepo,
+    SourceUnavailable,
+    TransferFailed,
+    fetch_url,
+    hub_endpoint,
+    hub_offline,
+    place_file,
+)
+from .weights_registry import (
+    CODEFORMER_FILES,
+    DETECTOR_FILES,
+    PARSER_FILE,
+    REALESRGAN_FILE,
+    REGISTRY,
+    WeightFile,
+    files_needed,
+    weight_file,
+)
+
+__all__ = [
+    "CODEFORMER_FILES",
+    "DETECTOR_FILES",
+    "PARSER_FILE",
+    "REALESRGAN_FILE",
+    "REGISTRY",
+    "DownloadProgress",
+    "WeightFile",
+    "WeightStore",
+    "files_needed",
+]
+
+# The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from its
+# weights/CodeFormer/ folder. Files are found by name, so its folder layout does not matter; a file it lacks
+# comes from the official release URL.
+DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
+DEFAULT_HUB_REVISION = "main"
+DEFAULT_WEIGHTS_DIR = "weights"
+ENV_WEIGHTS_DIR = "CODEFORMER_WEIGHTS_DIR"
+ENV_HUB_REPO = "CODEFORMER_HUB_REPO"
+ENV_HUB_REVISION = "CODEFORMER_HUB_REVISION"
+_HASH_CHUNK_BYTES = 1 << 22
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+FileIdentity = tuple[int, int, int]
+
+
+class WeightStore:
+    """Finds, downloads, verifies and hands out the pretrained files; safe to share between threads.
+
+    weights_dir: where files are looked up and placed (default: $CODEFORMER_WEIGHTS_DIR, else ./weights).
+    hub_repo: "owner/name" of a model repo, or "spaces/owner/name" / "datasets/owner/name"
+      (default: $CODEFORMER_HUB_REPO, else the author's Space).
+    hub_revision: branch, tag or commit (default: $CODEFORMER_HUB_REVISION, else main).
+    hub_paths: file name -> path in the repo, for a mirror that renames a file; others are found by name.
+    registry: the files' official facts (default: REGISTRY); tests pass their own sizes and digests.
+    """
+
+    def __init__(
+        self,
+        weights_dir: Path | str | None = None,
+        *,
+        hub_repo: str | None = None,
+        hub_revision: str | None = None,
+        hub_paths: Mapping[str, str] | None = None,
+        allow_url_fallback: bool = True,
+        registry: Mapping[str, WeightFile] | None = None,
+    ) -> None:
+        directory = weights_dir or os.environ.get(ENV_WEIGHTS_DIR) or DEFAULT_WEIGHTS_DIR
+        self.weights_dir = Path(directory).expanduser().absolute()
+        self.hub = HubRepo(
+            hub_repo or os.environ.get(ENV_HUB_REPO) or DEFAULT_HUB_REPO,
+            hub_revision or os.environ.get(ENV_HUB_REVISION) or DEFAULT_HUB_REVISION,
+            dict(hub_paths or {}),
+        )
+        self.allow_url_fallback = allow_url_fallback
+        self.registry = dict(registry if registry is not None else REGISTRY)
+        self._guard = threading.Lock()
+        self._file_locks: dict[str, threading.Lock] = {}
+        self._resolved: dict[str, Path] = {}
+        self._origins: dict[str, str] = {}
+        self._downloaded: set[str] = set()
+
+    def path(self, name: str, progress: DownloadProgress | None = None) -> Path:
+        """The local path of `name`, fetched and verified first if needed (once per process and store)."""
+        entry = weight_file(name, self.registry)
+        with self._lock_for(name):
+            known = self._resolved.get(name)
+            if known is not None and known.is_file():
+                return known
+            path = self._resolve(entry, progress)
+            self._resolved[name] = path
+            return path
+
+    def load(self, name: str, loader: Callable[[Path], T], progress: DownloadProgress | None = None) -> T:
+        """`loader(path)` for the file `name`; if the loader finds the file corrupt (CorruptWeightsError), the file
+        is deleted, fetched once more and loaded again. Other errors (e.g. CheckpointMismatchError) pass through."""
+        path = self.path(name, progress)
+        identity = _identity(path)
+        try:
+            return loader(path)
+        except CorruptWeightsError as error:
+            path = self._replace_corrupt(weight_file(name, self.registry), identity, error, progress)
+        return loader(path)
+
+    def missing_files(self, names: Iterable[str]) -> list[str]:
+        """Those of `names` that would have to be downloaded (nothing usable in the weights directory or the
+        Hugging Face cache); touches no network."""
+        return [name for name in names if self._local(weight_file(name, self.registry)) is None]
+
+    def origin(self, name: str) -> str | None:
+        """Where this store got `name` from in this process, or None if it has not been resolved."""
+        return self._origins.get(name)
+
+    def _lock_for(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._file_locks.setdefault(name, threading.Lock())
+
+    def _resolve(self, entry: WeightFile, progress: DownloadProgress | None) -> Path:
+        target = self.weights_dir / entry.name
+        if target.is_file():
+            problem = _size_problem(target, entry)
+            if problem is None:
+                self._origins[entry.name] = "already in the weights directory"
+                return target
+            logger.warning("%s %s; fetching it again", target, problem)
+            target.unlink()
+        cached = self.hub.cached(entry.name)
+        if cached is not None and _size_problem(cached, entry) is None:
+            place_file(cached, target)
+            self._origins[entry.name] = f"Hugging Face cache, {cached}"
+            return target
+        return self._download(entry, progress, force=False)
+
+    def _local(self, entry: WeightFile) -> Path | None:
+        candidates = (self.weights_dir / entry.name, self.hub.cached(entry.name))
+        return next((p for p in candidates if p is not None and p.is_file() and _size_problem(p, entry) is None), None)
+
+    def _download(self, entry: WeightFile, progress: DownloadProgress | None, *, force: bool) -> Path:
+        """Fetch from each source in turn; a transfer that breaks off or a file that fails verification is
+        fetched once more from the same source before the next source is tried."""
+        if hub_offline():
+            raise WeightsUnavailableError(
+                self._failure_message(entry, ["HF_HUB_OFFLINE is set, so nothing is downloaded"], offline=True)
+            )
+        target = self.weights_dir / entry.name
+        problems: list[str] = []
+        corrupt = False
+        sources = self._sources(entry)
+        for index, fetch in enumerate(sources):
+            for attempt in range(2):
+                try:
+                    fetched = fetch(target, progress, force or attempt > 0)
+                except TransferFailed as error:
+                    problems.append(str(error))
+                    continue
+                except SourceUnavailable as error:
+                    problems.append(str(error))
+                    break
+                try:
+                    _verify(target, entry, fetched)
+                except CorruptWeightsError as error:
+                    target.unlink(missing_ok=True)
+                    corrupt = True
+                    problems.append(str(error))
+                    logger.warning("%s%s", error, "; fetching it again" if attempt == 0 else "")
+                    continue
+                self._downloaded.add(entry.name)
+                self._origins[entry.name] = fetched.origin
+                return target
+            if index + 1 < len(sources):
+                logger.warning("%s: %s; trying the official release URL", entry.name, problems[-1])
+        error_type = CorruptWeightsError if corrupt else WeightsUnavailableError
+        raise error_type(self._failure_message(entry, problems, offline=False))
+
+    def _sources(self, entry: WeightFile) -> list[Callable[[Path, DownloadProgress | None, bool], Fetched]]:
+        sources: list[Callable[[Path, DownloadProgress | None, bool], Fetched]] = [partial(self.hub.fetch, entry.name)]
+        if self.allow_url_fallback and entry.url:
+            sources.append(lambda target, progress, _force: fetch_url(entry.name, entry.url, target, progress))
+        return sources
+
+    def _replace_corrupt(
+        self, entry: WeightFile, identity: FileIdentity | None, error: CorruptWeightsError, progress: DownloadProgress | None
+    ) -> Path:
+        target = self.weights_dir / entry.name
+        with self._lock_for(entry.name):
+            if target.is_file() and _identity(target) != identity:
+                return target  # another thread has already replaced it
+            if entry.name in self._downloaded:
+                raise error  # fetched and verified in this process, yet the loader refuses it: fetching again won't help
+            logger.warning("%s (%s); deleting it and fetching it again", error, entry.purpose)
+            target.unlink(missing_ok=True)
+            self._resolved.pop(entry.name, None)
+            path = self._download(entry, progress, force=True)
+            self._resolved[entry.name] = path
+            return path
+
+    def _failure_message(self, entry: WeightFile, problems: list[str], *, offline: bool) -> str:
+        where = "; ".join(dict.fromkeys(problems)) or "no source was configured"
+        network_fix = (
+            "or unset HF_HUB_OFFLINE to let it be downloaded"
+            if offline
+            else f"or set HF_ENDPOINT to a reachable Hugging Face Hub mirror (now {hub_endpoint()})"
+        )
+        return (
+            f"{entry.name} ({entry.purpose}) is not in {self.weights_dir} and could not be fetched: {where}. "
+            f"Fix: put {entry.name} into {self.weights_dir} (official copy: {entry.url}), {network_fix}."
+        )
+
+
+def _size_problem(path: Path, entry: WeightFile) -> str | None:
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty"
+    if entry.size is not None and size != entry.size:
+        return f"has {size} bytes, the official file {entry.size} (truncated or a different file)"
+    return None
+
+
+def _verify(path: Path, entry: WeightFile, fetched: Fetched) -> None:
+    """Size, then SHA-256 when known, else a safe load: raises CorruptWeightsError naming the file and source."""
+    size = path.stat().st_size
+    expected_size = entry.size if entry.size is not None else fetched.size
+    if expected_size is not None and size != expected_size:
+        raise CorruptWeightsError(
+            f"{entry.name} from {fetched.origin} has {size} bytes, expected {expected_size} (truncated or a different file)"
+        )
+    expected_sha256 = entry.sha256 or fetched.sha256
+    if expected_sha256 is None:
+        read_state_dict(path)
+        return
+    actual = _sha256(path)
+    if actual != expected_sha256.lower():
+        raise CorruptWeightsError(
+            f"{entry.name} from {fetched.origin} has SHA-256 {actual}, expected {expected_sha256} (corrupt or a different file)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> FileIdentity | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size

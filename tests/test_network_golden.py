@@ -1,0 +1,124 @@
+"""The network against the reference implementation's outputs in ../shared/golden/ (README there is the spec).
+
+Each task's network is built once, filled by the golden rule, encoded once and decoded at the README's w values,
+so matching the reference also proves that decode(encode(x)) is the reference's forward. Colorize goes through
+`forward` to pin that entry point as well.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_core.layouts import TASKS
+from codeformer_core.network import CodeFormer, build_network, composite_inpainting
+
+from .golden import golden_input, golden_state_dict, manifest, reference_arrays
+
+FEATURE_TOLERANCE = 1e-4
+OUTPUT_TOLERANCE = 1e-3  # times max |reference|
+FIDELITIES = {"restore": (0.0, 0.5, 1.0), "colorize": (0.0,), "inpaint": (1.0,)}
+
+
+@dataclass
+class GoldenRun:
+    task: str
+    net: CodeFormer
+    x: torch.Tensor
+    logits: torch.Tensor
+    idx: torch.Tensor
+    lq_feat: torch.Tensor
+    outputs: dict[float, torch.Tensor]
+    cft_calls: dict[float, int]
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def run(request: pytest.FixtureRequest) -> GoldenRun:
+    task = request.param
+    net = build_network(task)
+    net.load_state_dict(golden_state_dict(task), strict=True)
+    x = golden_input(task)
+    adain = task != "inpaint"
+    calls = _count_cft_calls(net)
+    outputs, cft_calls = {}, {}
+    if task == "colorize":
+        (w,) = FIDELITIES[task]
+        out, logits, lq_feat = net(x, w=w, adain=adain)
+        idx = logits.argmax(dim=2)
+        outputs[w], cft_calls[w] = out, calls.pop()
+    else:
+        encoded = net.encode(x, adain=adain)
+        logits, idx, lq_feat = encoded.logits, encoded.idx, encoded.lq_feat
+        for w in FIDELITIES[task]:
+            outputs[w], cft_calls[w] = net.decode(encoded, w), calls.pop()
+    return GoldenRun(task, net, x, logits, idx, lq_feat, outputs, cft_calls)
+
+
+def _count_cft_calls(net: CodeFormer) -> "_CallCounter":
+    counter = _CallCounter()
+    for block in net.fuse_convs_dict.values():
+        block.register_forward_hook(counter.hook)
+    return counter
+
+
+class _CallCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def hook(self, *_: object) -> None:
+        self.count += 1
+
+    def pop(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def test_state_dict_has_the_published_keys_and_shapes(run: GoldenRun) -> None:
+    ours = [(name, tuple(t.shape)) for name, t in run.net.state_dict().items()]
+    assert ours == manifest(run.task)
+
+
+def test_network_is_float32_cpu_eval(run: GoldenRun) -> None:
+    tensors = list(run.net.state_dict().values())
+    assert {t.dtype for t in tensors} == {torch.float32}
+    assert {t.device.type for t in tensors} == {"cpu"}
+    assert not any(m.training for m in run.net.modules())
+
+
+def test_code_indices_are_identical(run: GoldenRun) -> None:
+    expected = reference_arrays(run.task)["idx"].astype(np.int64)
+    assert run.idx.shape == (1, 256)
+    np.testing.assert_array_equal(run.idx[0].numpy(), expected)
+
+
+@pytest.mark.parametrize("name", ["logits", "lq_feat"])
+def test_features_within_bound(run: GoldenRun, name: str) -> None:
+    ours = getattr(run, name).numpy()
+    expected = reference_arrays(run.task)[name]
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() <= FEATURE_TOLERANCE
+
+
+def test_outputs_within_bound(run: GoldenRun) -> None:
+    for w, out in run.outputs.items():
+        expected = reference_arrays(run.task)[f"out_w{w:g}"]
+        assert out.shape == expected.shape and out.dtype == torch.float32
+        error = np.abs(out.numpy() - expected).max()
+        assert error <= OUTPUT_TOLERANCE * np.abs(expected).max(), f"w={w}: max error {error}"
+
+
+def test_cft_runs_only_when_w_is_positive(run: GoldenRun) -> None:
+    blocks = len(run.net.config.cft_resolutions)
+    assert run.cft_calls == {w: (blocks if w > 0 else 0) for w in FIDELITIES[run.task]}
+
+
+def test_inpaint_composite_keeps_input_outside_holes(run: GoldenRun) -> None:
+    if run.task != "inpaint":
+        pytest.skip("only the inpainting reference has a composite")
+    composite = composite_inpainting(run.x, run.outputs[1.0])
+    expected = reference_arrays("inpaint")["composite_w1"]
+    holes = (run.x == 1.0).all(dim=1, keepdim=True).expand_as(run.x)
+    assert 0 < holes.float().mean() < 1
+    assert torch.equal(composite[~holes], run.x[~holes])
+    assert np.abs(composite.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()

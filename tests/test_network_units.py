@@ -1,0 +1,320 @@
+"""Fast tests of the network's pieces and of checkpoint loading (no 512x512 forward pass)."""
+
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codeformer_core.checkpoints import checkpoint_task, load_network, read_state_dict
+from codeformer_core.errors import (
+    CheckpointMismatchError,
+    CorruptWeightsError,
+    InvalidImageError,
+    InvalidOptionError,
+    WeightsUnavailableError,
+)
+from codeformer_core.layouts import TASKS
+from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, reduced_precision
+from codeformer_core.network.codeformer import adaptive_instance_normalization
+from codeformer_core.network.precision import autocast_for
+from codeformer_core.network.transformer import TransformerSALayer
+from codeformer_core.network.vqgan import AttnBlock, ResBlock, VectorQuantizer
+
+from .golden import golden_state_dict, manifest, write_official_checkpoint
+
+
+@pytest.fixture(scope="module")
+def restore_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_official_checkpoint("restore", tmp_path_factory.mktemp("weights") / "codeformer.pth")
+
+
+@pytest.fixture(scope="module")
+def restore_net() -> nn.Module:
+    return build_network("restore")
+
+
+def shape_only_checkpoint(task: str, path: Path) -> Path:
+    """A checkpoint with the published keys and shapes for `task`, all zeros: enough for key checks, and fast."""
+    torch.save({"params_ema": {name: torch.zeros(shape) for name, shape in manifest(task)}}, path)
+    return path
+
+
+class Payload:
+    """A class a weights-only unpickler must refuse to import."""
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def test_official_checkpoint_round_trips_through_load_network(restore_checkpoint: Path) -> None:
+    net = load_network("restore", restore_checkpoint)
+    expected = golden_state_dict("restore")
+    loaded = net.state_dict()
+    assert list(loaded) == list(expected)
+    assert all(torch.equal(loaded[name], expected[name]) for name in expected)
+    assert net.task == "restore" and not net.training
+    assert next(net.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "given", "clues"),
+    [
+        ("colorize", "restore", ["fuse_convs_dict.256", "unexpected keys", "codeformer_colorization.pth"]),
+        ("restore", "colorize", ["fuse_convs_dict.256", "missing keys", "codeformer.pth"]),
+        ("colorize", "inpaint", ["quantize.embedding.weight is (512, 256)", "wrong shapes"]),
+        ("inpaint", "restore", ["(1024, 256)", "codeformer_inpainting.pth"]),
+    ],
+)
+def test_wrong_task_checkpoint_names_file_and_likely_task(
+    tmp_path: Path, wanted: str, given: str, clues: list[str]
+) -> None:
+    path = shape_only_checkpoint(given, tmp_path / f"{given}_weights.pth")
+    with pytest.raises(CheckpointMismatchError) as caught:
+        load_network(wanted, path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"the {wanted} network" in message
+    assert f"looks like the {given} checkpoint" in message
+    for clue in clues:
+        assert clue in message
+
+
+def test_foreign_state_dict_is_not_taken_for_a_task(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"params": {"conv.weight": torch.zeros(4, 3, 3, 3)}}, path)
+    with pytest.raises(CheckpointMismatchError, match="does not look like any published CodeFormer") as caught:
+        load_network("restore", path)
+    assert "unexpected keys: conv.weight" in str(caught.value)
+    assert "missing keys: position_emb, encoder.blocks.0.weight" in str(caught.value)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_checkpoint_task_recognises_each_manifest(task: str) -> None:
+    assert checkpoint_task(dict(manifest(task))) == task
+
+
+def test_checkpoint_task_rejects_the_vqgan_alone() -> None:
+    vqgan_only = {name: shape for name, shape in manifest("restore") if name.split(".")[0] in
+                  ("encoder", "quantize", "generator")}
+    assert checkpoint_task(vqgan_only) is None
+
+
+@pytest.mark.parametrize("wrapper", ["params_ema", "params", None])
+def test_read_state_dict_unwraps_the_usual_layouts(tmp_path: Path, wrapper: str | None) -> None:
+    tensors = {"a.weight": torch.arange(6.0).view(2, 3), "a.bias": torch.ones(2)}
+    path = tmp_path / "w.pth"
+    torch.save(tensors if wrapper is None else {wrapper: tensors, "iter": 7}, path)
+    loaded = read_state_dict(path)
+    assert list(loaded) == list(tensors) and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+
+
+def test_read_state_dict_prefers_params_ema_and_honours_an_explicit_key(tmp_path: Path) -> None:
+    path = tmp_path / "w.pth"
+    torch.save({"params": {"x": torch.zeros(1)}, "params_ema": {"x": torch.ones(1)}}, path)
+    assert read_state_dict(path)["x"].item() == 1.0
+    assert read_state_dict(path, key="params")["x"].item() == 0.0
+    with pytest.raises(CorruptWeightsError, match="has no entry 'model'.*params"):
+        read_state_dict(path, key="model")
+
+
+def test_truncated_checkpoint_is_corrupt(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.pth"
+    torch.save({"params_ema": {"x": torch.zeros(1000)}}, whole)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(CorruptWeightsError, match="truncated or corrupt.*delete it and download it again") as caught:
+        read_state_dict(cut)
+    assert str(cut) in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all" * 8, b"\x80\x02" + bytes(range(256))])
+def test_garbage_bytes_are_corrupt(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(content)
+    with pytest.raises(CorruptWeightsError, match="truncated or corrupt"):
+        read_state_dict(path)
+
+
+@pytest.mark.parametrize("use_torch_save", [True, False])
+def test_pickle_with_code_is_refused(tmp_path: Path, use_torch_save: bool) -> None:
+    path = tmp_path / "payload.pth"
+    payload = {"params_ema": {"x": torch.zeros(1)}, "extra": Payload()}
+    if use_torch_save:
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(CorruptWeightsError, match="refused: this file contains code, not just tensors") as caught:
+        read_state_dict(path)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [[torch.zeros(1)], {"params_ema": {"x": "text"}}, {"epoch": 3, "x": 1}])
+def test_non_state_dict_content_is_corrupt(tmp_path: Path, content: object) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(CorruptWeightsError, match="tensors"):
+        read_state_dict(path)
+
+
+def test_missing_file_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(WeightsUnavailableError, match="nothere.pth does not exist"):
+        read_state_dict(tmp_path / "nothere.pth")
+
+
+# --- network construction and arguments ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["", "restoration", "Restore", None])
+def test_invalid_task_is_refused(tmp_path: Path, task: object) -> None:
+    with pytest.raises(InvalidOptionError, match="task must be one of restore, colorize, inpaint"):
+        build_network(task)
+    with pytest.raises(InvalidOptionError):
+        load_network(task, tmp_path / "unused.pth")
+
+
+def test_cft_blocks_sit_where_the_reference_puts_them(restore_net: nn.Module) -> None:
+    # The reference's tables: encoder features after blocks {512: 2, 256: 5, 128: 8, 64: 11, 32: 14}, fused into the
+    # generator after blocks {32: 9, 64: 12, 128: 15, 256: 18, 512: 21}.
+    assert restore_net.encoder.skip_block_at == {512: 2, 256: 5, 128: 8, 64: 11, 32: 14, 16: 18}
+    assert restore_net.generator.fuse_block_at == {16: 4, 32: 9, 64: 12, 128: 15, 256: 18, 512: 21}
+    channels = {res: block.scale[0].in_channels for res, block in restore_net.fuse_convs_dict.items()}
+    assert channels == {"32": 256, "64": 256, "128": 128, "256": 128}
+
+
+@pytest.mark.parametrize("w", [-0.01, 1.01, math.nan, "0.5", None, True])
+def test_invalid_fidelity_is_refused(restore_net: nn.Module, w: object) -> None:
+    with pytest.raises(InvalidOptionError, match="fidelity weight w must be a number between 0 and 1"):
+        restore_net.decode(small_encoded(2), w)
+
+
+@pytest.mark.parametrize(
+    "faces",
+    [torch.zeros(3, 512, 512), torch.zeros(1, 3, 256, 256), torch.zeros(1, 4, 512, 512), torch.zeros(0, 3, 512, 512),
+     torch.zeros(1, 3, 512, 512, dtype=torch.float64)],
+)
+def test_invalid_faces_are_refused(restore_net: nn.Module, faces: torch.Tensor) -> None:
+    with pytest.raises(InvalidImageError, match="3 x 512 x 512|float32"):
+        restore_net.encode(faces)
+
+
+def test_invalid_precision_is_refused() -> None:
+    with pytest.raises(InvalidOptionError, match="precision must be one of float32, bf16, fp16; got 'half'"):
+        autocast_for("half", torch.device("cpu"))
+    assert reduced_precision("cpu") == "bf16" and reduced_precision(torch.device("cuda", 0)) == "fp16"
+
+
+# --- building blocks ------------------------------------------------------------------------------------------------
+
+
+def test_adain_gives_content_the_style_statistics() -> None:
+    generator = torch.Generator().manual_seed(0)
+    content = torch.randn(2, 8, 16, 16, generator=generator) * 3 + 5
+    style = torch.randn(2, 8, 16, 16, generator=generator) * 0.5 - 1
+    out = adaptive_instance_normalization(content, style)
+    assert torch.allclose(out.mean(dim=(2, 3)), style.mean(dim=(2, 3)), atol=1e-5)
+    # The reference adds eps to both variances, so the std ratio holds up to eps.
+    assert torch.allclose(out.std(dim=(2, 3)), style.std(dim=(2, 3)), rtol=1e-4)
+    normalized = (content - content.mean(dim=(2, 3), keepdim=True)) / content.std(dim=(2, 3), keepdim=True)
+    assert torch.allclose((out - out.mean(dim=(2, 3), keepdim=True)) / out.std(dim=(2, 3), keepdim=True),
+                          normalized, atol=1e-4)
+
+
+def test_code_lookup_equals_one_hot_matmul() -> None:
+    quantizer = VectorQuantizer(codebook_size=12, emb_dim=4)
+    nn.init.normal_(quantizer.embedding.weight)
+    indices = torch.randint(0, 12, (3, 6), generator=torch.Generator().manual_seed(1))
+    one_hot = F.one_hot(indices, 12).float()
+    expected = (one_hot @ quantizer.embedding.weight).view(3, 2, 3, 4).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        assert torch.equal(quantizer.lookup(indices, 2, 3), expected)
+
+
+def test_attention_block_matches_the_explicit_formula() -> None:
+    torch.manual_seed(2)
+    block = AttnBlock(32).eval()
+    x = torch.randn(2, 32, 4, 5)
+    with torch.inference_mode():
+        normed = block.norm(x)
+        q, k, v = (conv(normed).flatten(2) for conv in (block.q, block.k, block.v))  # N x C x HW
+        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(32), dim=2)  # N x HW(query) x HW(key)
+        expected = x + block.proj_out((v @ weights.transpose(1, 2)).view_as(x))
+        assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_transformer_layer_matches_torch_multihead_attention() -> None:
+    torch.manual_seed(3)
+    layer = TransformerSALayer(dim=16, heads=4, dim_mlp=32).eval()
+    nn.init.normal_(layer.self_attn.in_proj_weight, std=0.3)
+    nn.init.normal_(layer.self_attn.in_proj_bias, std=0.3)
+    reference_attn = nn.MultiheadAttention(16, 4).eval()
+    reference_attn.load_state_dict(layer.self_attn.state_dict())
+    tokens, position = torch.randn(2, 10, 16), torch.randn(10, 16)
+    with torch.inference_mode():
+        # The reference is sequence-first (L x N x dim).
+        normed = layer.norm1(tokens).transpose(0, 1)
+        query = normed + position[:, None]
+        x = tokens + reference_attn(query, query, normed)[0].transpose(0, 1)
+        expected = x + layer.linear2(F.gelu(layer.linear1(layer.norm2(x))))
+        assert torch.allclose(layer(tokens, position), expected, atol=1e-5)
+
+
+def test_bf16_autocast_runs_a_resblock_close_to_float32() -> None:
+    torch.manual_seed(4)
+    block = ResBlock(32, 64).eval()
+    x = torch.randn(1, 32, 16, 16)
+    with torch.inference_mode():
+        exact = block(x)
+        with autocast_for("bf16", x.device):
+            reduced = block(x)
+    assert reduced.dtype == torch.bfloat16
+    assert (reduced.float() - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_inpainting_composite_takes_output_only_in_white_holes() -> None:
+    x = torch.full((1, 3, 2, 2), -0.5)
+    x[0, :, 0, 0] = 1.0  # a hole
+    x[0, :2, 1, 1] = 1.0  # white in two channels only: not a hole
+    out = torch.full_like(x, 0.25)
+    composite = composite_inpainting(x, out)
+    assert torch.equal(composite[0, :, 0, 0], torch.full((3,), 0.25))
+    assert torch.equal(composite[0, :, 1, 1], x[0, :, 1, 1])
+    assert torch.equal(composite[0, :, 0, 1], x[0, :, 0, 1])
+
+
+# --- EncodedFaces -------------------------------------------------------------------------------------------------
+
+
+def small_encoded(n: int) -> EncodedFaces:
+    """N fake encoded faces whose every tensor holds its face number, at shapes like the real ones."""
+    face = torch.arange(n, dtype=torch.float32)
+    return EncodedFaces(
+        quant_feat=face.view(n, 1, 1, 1).expand(n, 256, 16, 16).clone(),
+        skips={32: face.view(n, 1, 1, 1).expand(n, 256, 32, 32).clone()},
+        logits=face.view(n, 1, 1).expand(n, 256, 8).clone(),
+        idx=torch.arange(n).view(n, 1).expand(n, 256).clone(),
+        lq_feat=face.view(n, 1, 1, 1).expand(n, 256, 16, 16).clone(),
+    )
+
+
+@pytest.mark.parametrize(("faces", "expected"), [(1, [1]), (-1, [3]), (slice(1, 3), [1, 2]), ([3, 0], [3, 0]),
+                                                  (torch.tensor([2]), [2])])
+def test_encoded_faces_select_keeps_the_batch_dimension(faces: object, expected: list[int]) -> None:
+    encoded = small_encoded(4)
+    chosen = encoded[faces]
+    assert len(chosen) == len(expected)
+    assert chosen.idx[:, 0].tolist() == expected
+    for tensor in (chosen.quant_feat, chosen.skips[32], chosen.logits, chosen.lq_feat):
+        assert tensor.shape[0] == len(expected)
+        assert tensor.flatten(1)[:, 0].tolist() == [float(i) for i in expected]
+
+
+def test_encoded_faces_select_out_of_range_and_to_device() -> None:
+    encoded = small_encoded(2)
+    with pytest.raises(IndexError, match="face 2 is out of range for 2"):
+        encoded.select(2)
+    moved = encoded.to("cpu")
+    assert torch.equal(moved.skips[32], encoded.skips[32]) and moved.idx.dtype == torch.int64
