@@ -77,9 +77,10 @@ def restore_face_reference(
     face_t = face_t.unsqueeze(0).to(device)
     with torch.no_grad():
         output, logits = net(face_t, weight=fidelity)
+        raw_output = output.float().cpu().clone()  # tensor2img clamps its input in place
         restored = tensor2img(output, rgb2bgr=True, min_max=(-1, 1))
     torch.cuda.empty_cache()  # the official script's per-face call (nothing to do on a CPU)
-    return ReferenceFace(restored.astype("uint8"), output.float().cpu(), logits.float().cpu())
+    return ReferenceFace(restored.astype("uint8"), raw_output, logits.float().cpu())
 
 
 def restore_photo_reference(

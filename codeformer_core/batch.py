@@ -1,6 +1,7 @@
 """Many photos in one request: each through the pipeline with the same options, one PNG each, plus one zip.
 
 A photo that fails (not an image, too large, ...) becomes one error line naming it; the others still finish.
+A problem with the model files is not the photo's fault and stops the batch.
 File names come from users, so they only ever contribute a sanitised stem to the names we write.
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CodeFormerError
+from .errors import CodeFormerError, WeightsError
 from .images import read_image, safe_stem, write_png
 from .options import RestoreOptions
 from .pipeline import Pipeline
@@ -69,6 +70,8 @@ def run_batch(
             progress(index, len(inputs), name)
         try:
             restored = pipeline.run(read_image(source), options)
+        except WeightsError:
+            raise  # a missing or broken model file fails every photo alike: one clear error, not one per photo
         except CodeFormerError as error:
             result.errors.append(f"{name}: {error}")
             continue

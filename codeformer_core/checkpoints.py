@@ -13,7 +13,8 @@ from torch import Tensor
 
 from .errors import CheckpointMismatchError, CorruptWeightsError, WeightsUnavailableError
 from .layouts import Task
-from .network import CONFIGS, CodeFormer, build_network
+from .network import CONFIGS, CodeFormer
+from .network.codeformer import network_skeleton
 
 # Where the official CodeFormer, facexlib and Real-ESRGAN files keep their state_dict, in order of preference.
 WRAPPER_KEYS = ("params_ema", "params")
@@ -60,13 +61,15 @@ def load_network(task: Task, path: str | Path, device: torch.device | str = "cpu
 
     Raises CheckpointMismatchError naming the file, the task and, when recognisable, the task the file is for.
     """
-    net = build_network(task)
+    net = network_skeleton(task)
     state_dict = read_state_dict(path)
     expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state_dict.items()}
     if found != expected:
         raise CheckpointMismatchError(_mismatch_message(Path(path), task, expected, found))
-    net.load_state_dict(state_dict, strict=True)
+    # assign=True adopts the loaded tensors instead of copying them into freshly allocated ones; the
+    # float32 conversion (a no-op for the published files) keeps the network float32 whatever the file holds.
+    net.load_state_dict({name: t.float() for name, t in state_dict.items()}, strict=True, assign=True)
     return net.to(device)
 
 

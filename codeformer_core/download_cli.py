@@ -25,7 +25,8 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the face detector to prepare for (dlib needs no download)")
     parser.add_argument("--bg-upsampler", choices=BACKGROUNDS, default="none",
                         help="also fetch the background upsampler (realesrgan)")
-    parser.add_argument("--weights-dir", type=Path, help="where the files go (default: $CODEFORMER_WEIGHTS_DIR or ./weights)")
+    parser.add_argument("--weights-dir", type=Path,
+                        help="where the files go (default: $CODEFORMER_WEIGHTS_DIR, else ./weights)")
 
 
 def requested_files(args: argparse.Namespace) -> list[str]:

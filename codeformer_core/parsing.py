@@ -27,7 +27,6 @@ and earrings; background, hat, necklace, neck and cloth keep the original photo.
 _BLUR_KERNEL = 101  # the official mask is blurred twice with this kernel and sigma, at 512 px
 _BLUR_SIGMA = 11
 _CLEARED_BORDER = 10  # px of the crop's edge forced to 0, so the crop's border never shows as a seam
-_MAX_PARSE_RESOLUTION = FACE_SIZE
 
 
 class FaceParser:
@@ -86,22 +85,15 @@ class FaceParser:
 
 def soft_face_masks(labels: np.ndarray) -> np.ndarray:
     """Official post-processing of N x r x r labels: face classes -> 1, blurred twice at 512 px, edges cleared."""
-    masks = np.isin(labels, PASTED_CLASSES).astype(np.float32)
-    if len(masks) == 0:
-        return np.zeros((0, FACE_SIZE, FACE_SIZE), np.float32)
-    # cv2 filters N masks at once when they are the channels of one image.
-    stacked = np.ascontiguousarray(masks.transpose(1, 2, 0))
-    if stacked.shape[0] != FACE_SIZE:
-        stacked = cv2.resize(stacked, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
-    stacked = stacked.reshape(FACE_SIZE, FACE_SIZE, -1)  # cv2 drops the channel axis of a single mask
-    for _ in range(2):
-        stacked = cv2.GaussianBlur(stacked, (_BLUR_KERNEL, _BLUR_KERNEL), _BLUR_SIGMA).reshape(stacked.shape)
-    masks = np.ascontiguousarray(stacked.transpose(2, 0, 1))
-    edge = _CLEARED_BORDER
-    masks[:, :edge, :] = 0
-    masks[:, -edge:, :] = 0
-    masks[:, :, :edge] = 0
-    masks[:, :, -edge:] = 0
+    masks = np.zeros((len(labels), FACE_SIZE, FACE_SIZE), np.float32)
+    for mask, face_labels in zip(masks, labels):
+        pasted = np.isin(face_labels, PASTED_CLASSES).astype(np.float32)
+        if pasted.shape[0] != FACE_SIZE:
+            pasted = cv2.resize(pasted, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+        for _ in range(2):
+            pasted = cv2.GaussianBlur(pasted, (_BLUR_KERNEL, _BLUR_KERNEL), _BLUR_SIGMA)
+        edge = _CLEARED_BORDER
+        mask[edge:-edge, edge:-edge] = pasted[edge:-edge, edge:-edge]
     return masks
 
 
@@ -109,19 +101,25 @@ def eroded_rectangle_mask(covered: Mask) -> Mask:
     """The official soft rectangle for one face, in output pixels.
 
     covered: the face crop's square warped into the output (1 inside, 0 outside), already eroded by 2 x upscale
-    px so interpolated border pixels are excluded. The result shrinks it by a margin of ~1/20 of the face's side
-    and blurs the edge over the same width, so a face fades into the photo rather than ending at a hard line.
+    px so interpolated border pixels are excluded. The result shrinks it by a margin of 1/20 of the face's side
+    and blurs over the same width, so a face fades into the photo rather than ending at a hard line, and reaches
+    0 at the square's edge. (The official erodes with an even-sized kernel, whose off-centre anchor shifts the
+    fade one pixel right and down, past the square; ours is centred.)
     """
     edge = int(float(covered.sum()) ** 0.5) // 20
-    centre = cv2.erode(covered, np.ones((2 * edge, 2 * edge), np.uint8))
+    centre = cv2.erode(covered, np.ones((2 * edge + 1, 2 * edge + 1), np.uint8))
     return cv2.GaussianBlur(centre, (2 * edge + 1, 2 * edge + 1), 0)
 
 
 def _to_network_input(faces: list[FaceCrop], resolution: int) -> torch.Tensor:
     """BGR uint8 faces -> N x 3 x r x r RGB float32 in [-1, 1]."""
-    resized = [
-        face if face.shape[0] == resolution else cv2.resize(face, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
-        for face in faces
-    ]
+    resized = [_resize_square(face, resolution) for face in faces]
     batch = torch.from_numpy(np.stack(resized)[..., ::-1].copy()).permute(0, 3, 1, 2).float()
     return batch / 127.5 - 1.0
+
+
+def _resize_square(face: FaceCrop, side: int) -> FaceCrop:
+    if face.shape[0] == side:
+        return face
+    shrinking = face.shape[0] > side
+    return cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

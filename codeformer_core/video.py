@@ -9,7 +9,8 @@ import math
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -158,8 +159,9 @@ def restore_video(
     silent = destination.with_name(f".{destination.stem}-{uuid.uuid4().hex}.video.mp4")
     started = time.perf_counter()
     try:
-        with _SilentMp4Writer(silent, fps) as writer:
-            for rgb in _decoded_frames(source, info.size, fps):
+        # closing(): a failure mid-video stops the decoding ffmpeg now, not when the traceback is collected.
+        with _SilentMp4Writer(silent, fps) as writer, closing(_decoded_frames(source, info.size, fps)) as frames:
+            for rgb in frames:
                 if frame_limit is not None and result.frames >= _with_grace(frame_limit, fps):
                     raise InvalidImageError(
                         f"The video {source.name!r} runs longer than its header says, past the limit of"
@@ -177,7 +179,7 @@ def restore_video(
             progress(result.frames, result.frames, 0.0)
         result.size = writer.size
         if info.has_audio:
-            _mux_audio(silent, source, destination)
+            _mux_audio(silent, source, destination, seconds=float(result.frames / fps))
         else:
             silent.replace(destination)
     finally:
@@ -224,7 +226,7 @@ class _SilentMp4Writer:
             self._encoder.close()
 
 
-def _decoded_frames(source: Path, size: tuple[int, int], fps: Fraction) -> Iterator[np.ndarray]:
+def _decoded_frames(source: Path, size: tuple[int, int], fps: Fraction) -> Generator[np.ndarray, None, None]:
     """H x W x 3 uint8 RGB frames, one at a time, resampled to a constant `fps`: a variable-frame-rate phone
     recording then has as many frames as its duration needs at the rate they are written at."""
     width, height = size
@@ -246,7 +248,7 @@ def _decoded_frames(source: Path, size: tuple[int, int], fps: Fraction) -> Itera
         reader.close()
 
 
-def _read_header(reader: Iterator[Any], path: Path) -> dict[str, Any]:
+def _read_header(reader: Generator[Any, Any, None], path: Path) -> dict[str, Any]:
     """The metadata dict `imageio_ffmpeg.read_frames` yields first, or a user-facing error."""
     try:
         return next(reader)
@@ -272,12 +274,17 @@ def _unreadable_reason(ffmpeg_log: str) -> str:
     return "ffmpeg cannot decode it; use an mp4, mov, avi, webm or mkv video"
 
 
-def _mux_audio(video: Path, audio_source: Path, destination: Path) -> None:
-    """The video stream of `video` (copied) plus every audio stream of `audio_source` (as AAC) into `destination`."""
+def _mux_audio(video: Path, audio_source: Path, destination: Path, *, seconds: float) -> None:
+    """The video stream of `video` (copied) plus every audio stream of `audio_source` (as AAC) into `destination`,
+    cut to the video's length `seconds`.
+
+    `-t` rather than `-shortest`: with a copied video stream, ffmpeg 9's `-shortest` keeps only the first video
+    packet; `-t` cuts the audio at the video's end and leaves every frame.
+    """
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
         "-i", str(video), "-i", str(audio_source),
-        "-map", "0:v", "-map", "1:a?", "-c:v", "copy", "-c:a", "aac", "-shortest",
+        "-map", "0:v", "-map", "1:a?", "-c:v", "copy", "-c:a", "aac", "-t", f"{seconds:.6f}",
         "-movflags", "+faststart", str(destination),
     ]  # fmt: skip
     finished = subprocess.run(command, capture_output=True, text=True, check=False)

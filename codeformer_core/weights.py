@@ -3,7 +3,8 @@
 Resolution order, per file, once per process:
 1. the weights directory (`weights/` under the current directory; `CODEFORMER_WEIGHTS_DIR` or the
    `weights_dir` argument override it): a file there is used with no network at all;
-2. huggingface_hub's cache (`HF_HOME` / `HF_HUB_CACHE`), also without network;
+2. huggingface_hub's cache (`HF_HOME` / `HF_HUB_CACHE`), also without network (the file is then linked into
+   the weights directory);
 3. the Hugging Face Hub (`HF_ENDPOINT`), repo `CODEFORMER_HUB_REPO` at `CODEFORMER_HUB_REVISION`, where the file
    is found by name in the repo's file list, since mirrors keep the files at different paths;
 4. the official release URL (unless `allow_url_fallback=False`).
@@ -31,14 +32,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from .checkpoints import read_state_dict
-from .errors import CorruptWeightsError, WeightsUnavailableError
+from .errors import CorruptWeightsError, WeightsError, WeightsUnavailableError
 from .weights_fetch import (
     DownloadProgress,
     Fetched,
     HubRepo,
+    ReleaseUrls,
     SourceUnavailable,
     TransferFailed,
-    fetch_url,
     hub_endpoint,
     hub_offline,
     place_file,
@@ -80,6 +81,8 @@ _HASH_CHUNK_BYTES = 1 << 22
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 FileIdentity = tuple[int, int, int]
+Fetch = Callable[[Path, DownloadProgress | None, bool], Fetched]
+"""A source: (target path, progress, force a fresh transfer) -> what the source says it delivered."""
 
 
 class WeightStore:
@@ -111,6 +114,7 @@ class WeightStore:
             dict(hub_paths or {}),
         )
         self.allow_url_fallback = allow_url_fallback
+        self.releases = ReleaseUrls()
         self.registry = dict(registry if registry is not None else REGISTRY)
         self._guard = threading.Lock()
         self._file_locks: dict[str, threading.Lock] = {}
@@ -174,57 +178,47 @@ class WeightStore:
         return next((p for p in candidates if p is not None and p.is_file() and _size_problem(p, entry) is None), None)
 
     def _download(self, entry: WeightFile, progress: DownloadProgress | None, *, force: bool) -> Path:
-        """Fetch from each source in turn; a transfer that breaks off or a file that fails verification is
-        fetched once more from the same source before the next source is tried."""
+        """Fetch from the Hub, else from the release URL; raises naming every problem met on the way."""
         if hub_offline():
             raise WeightsUnavailableError(
                 self._failure_message(entry, ["HF_HUB_OFFLINE is set, so nothing is downloaded"], offline=True)
             )
         target = self.weights_dir / entry.name
-        problems: list[str] = []
-        corrupt = False
+        problems: list[WeightsError] = []
         sources = self._sources(entry)
         for index, fetch in enumerate(sources):
-            for attempt in range(2):
-                try:
-                    fetched = fetch(target, progress, force or attempt > 0)
-                except TransferFailed as error:
-                    problems.append(str(error))
-                    continue
-                except SourceUnavailable as error:
-                    problems.append(str(error))
-                    break
-                try:
-                    _verify(target, entry, fetched)
-                except CorruptWeightsError as error:
-                    target.unlink(missing_ok=True)
-                    corrupt = True
-                    problems.append(str(error))
-                    logger.warning("%s%s", error, "; fetching it again" if attempt == 0 else "")
-                    continue
+            fetched = _fetch_verified(fetch, entry, target, progress, force, problems)
+            if fetched is not None:
                 self._downloaded.add(entry.name)
                 self._origins[entry.name] = fetched.origin
                 return target
             if index + 1 < len(sources):
                 logger.warning("%s: %s; trying the official release URL", entry.name, problems[-1])
+        corrupt = any(isinstance(problem, CorruptWeightsError) for problem in problems)
         error_type = CorruptWeightsError if corrupt else WeightsUnavailableError
-        raise error_type(self._failure_message(entry, problems, offline=False))
+        raise error_type(self._failure_message(entry, [str(problem) for problem in problems], offline=False))
 
-    def _sources(self, entry: WeightFile) -> list[Callable[[Path, DownloadProgress | None, bool], Fetched]]:
-        sources: list[Callable[[Path, DownloadProgress | None, bool], Fetched]] = [partial(self.hub.fetch, entry.name)]
+    def _sources(self, entry: WeightFile) -> list[Fetch]:
+        sources: list[Fetch] = [partial(self.hub.fetch, entry.name)]
         if self.allow_url_fallback and entry.url:
-            sources.append(lambda target, progress, _force: fetch_url(entry.name, entry.url, target, progress))
+            release = partial(self.releases.fetch, entry.name, entry.url)
+            sources.append(lambda target, progress, _force: release(target, progress))
         return sources
 
     def _replace_corrupt(
-        self, entry: WeightFile, identity: FileIdentity | None, error: CorruptWeightsError, progress: DownloadProgress | None
+        self,
+        entry: WeightFile,
+        identity: FileIdentity | None,
+        error: CorruptWeightsError,
+        progress: DownloadProgress | None,
     ) -> Path:
         target = self.weights_dir / entry.name
         with self._lock_for(entry.name):
             if target.is_file() and _identity(target) != identity:
                 return target  # another thread has already replaced it
             if entry.name in self._downloaded:
-                raise error  # fetched and verified in this process, yet the loader refuses it: fetching again won't help
+                # Fetched and verified in this process, yet the loader refuses it: fetching again won't help.
+                raise error
             logger.warning("%s (%s); deleting it and fetching it again", error, entry.purpose)
             target.unlink(missing_ok=True)
             self._resolved.pop(entry.name, None)
@@ -245,6 +239,36 @@ class WeightStore:
         )
 
 
+def _fetch_verified(
+    fetch: Fetch,
+    entry: WeightFile,
+    target: Path,
+    progress: DownloadProgress | None,
+    force: bool,
+    problems: list[WeightsError],
+) -> Fetched | None:
+    """One source, tried twice when a transfer breaks off or its file fails verification; the problems met are
+    appended to `problems`, and None returned if the source gave no good file."""
+    for attempt in range(2):
+        try:
+            fetched = fetch(target, progress, force or attempt > 0)
+        except TransferFailed as error:
+            problems.append(error)
+            continue
+        except SourceUnavailable as error:
+            problems.append(error)
+            return None
+        try:
+            _verify(target, entry, fetched)
+        except CorruptWeightsError as error:
+            target.unlink(missing_ok=True)
+            problems.append(error)
+            logger.warning("%s%s", error, "; fetching it again" if attempt == 0 else "")
+            continue
+        return fetched
+    return None
+
+
 def _size_problem(path: Path, entry: WeightFile) -> str | None:
     size = path.stat().st_size
     if size == 0:
@@ -260,7 +284,8 @@ def _verify(path: Path, entry: WeightFile, fetched: Fetched) -> None:
     expected_size = entry.size if entry.size is not None else fetched.size
     if expected_size is not None and size != expected_size:
         raise CorruptWeightsError(
-            f"{entry.name} from {fetched.origin} has {size} bytes, expected {expected_size} (truncated or a different file)"
+            f"{entry.name} from {fetched.origin} has {size} bytes, expected {expected_size} "
+            "(truncated or a different file)"
         )
     expected_sha256 = entry.sha256 or fetched.sha256
     if expected_sha256 is None:
@@ -269,7 +294,8 @@ def _verify(path: Path, entry: WeightFile, fetched: Fetched) -> None:
     actual = _sha256(path)
     if actual != expected_sha256.lower():
         raise CorruptWeightsError(
-            f"{entry.name} from {fetched.origin} has SHA-256 {actual}, expected {expected_sha256} (corrupt or a different file)"
+            f"{entry.name} from {fetched.origin} has SHA-256 {actual}, expected {expected_sha256} "
+            "(corrupt or a different file)"
         )
 
 

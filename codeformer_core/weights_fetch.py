@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from threading import Lock
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx2
 from huggingface_hub import hf_hub_download
@@ -45,8 +45,8 @@ DownloadProgress = Callable[[str, int, int | None], None]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
-HUB_RETRY_AFTER = 60.0
-"""Seconds during which a Hub that just failed is not asked again (a long-running app retries after that)."""
+RETRY_AFTER = 60.0
+"""Seconds during which a source that just failed is not asked again (a long-running app retries after that)."""
 URL_CHUNK_BYTES = 1 << 20
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
@@ -148,6 +148,25 @@ def _progress_bar_class(name: str, progress: DownloadProgress | None) -> type:
     return _ProgressBar
 
 
+class RecentFailures:
+    """Sources that just failed to answer, remembered for RETRY_AFTER seconds so that the next file fails at
+    once instead of waiting for the same timeout again."""
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._failures: dict[str, tuple[float, str]] = {}
+
+    def check(self, key: str) -> None:
+        with self._lock:
+            failure = self._failures.get(key)
+        if failure is not None and time.monotonic() - failure[0] < RETRY_AFTER:
+            raise SourceUnavailable(failure[1])
+
+    def record(self, key: str, reason: str) -> None:
+        with self._lock:
+            self._failures[key] = (time.monotonic(), reason)
+
+
 class HubRepo:
     """One repo on a Hugging Face Hub, where files are found by name wherever the mirror keeps them.
 
@@ -163,7 +182,7 @@ class HubRepo:
         self.paths = dict(paths)
         self._lock = Lock()
         self._listing: dict[str, RepoFile] | None = None
-        self._failure: tuple[float, str] | None = None
+        self._failures = RecentFailures()
 
     @property
     def label(self) -> str:
@@ -204,10 +223,12 @@ class HubRepo:
         except RemoteEntryNotFoundError:
             raise SourceUnavailable(f"{self.label} answered 404 (EntryNotFound) for {path_in_repo}") from None
         except (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled) as error:
-            raise SourceUnavailable(f"{self.label} refused {path_in_repo} ({_describe(error)})") from error
+            raise SourceUnavailable(f"{self.label} could not provide {path_in_repo} ({_describe(error)})") from error
         except (httpx2.HTTPError, OSError) as error:
             # huggingface_hub has already resumed a dropped transfer several times before giving up.
-            raise TransferFailed(f"the download of {path_in_repo} from {self.label} failed ({_describe(error)})") from error
+            raise TransferFailed(
+                f"the download of {path_in_repo} from {self.label} failed ({_describe(error)})"
+            ) from error
         place_file(Path(cached), target)
         return Fetched(
             origin=f"{self.label}, {path_in_repo}",
@@ -232,12 +253,11 @@ class HubRepo:
         with self._lock:
             if self._listing is not None:
                 return self._listing
-            if self._failure is not None and time.monotonic() - self._failure[0] < HUB_RETRY_AFTER:
-                raise SourceUnavailable(self._failure[1])
+            self._failures.check(hub_endpoint())
             try:
                 self._listing = self._list_files()
             except SourceUnavailable as error:
-                self._failure = (time.monotonic(), str(error))
+                self._failures.record(hub_endpoint(), str(error))
                 raise
             return self._listing
 
@@ -262,7 +282,9 @@ class HubRepo:
                 f"the Hugging Face Hub at {endpoint} could not be reached ({_describe(error)})"
             ) from None
         except RepositoryNotFoundError:
-            raise SourceUnavailable(f"the Hub at {endpoint} has no public {self.repo_type} repo {self.repo_id}") from None
+            raise SourceUnavailable(
+                f"the Hub at {endpoint} has no public {self.repo_type} repo {self.repo_id}"
+            ) from None
         except RevisionNotFoundError:
             raise SourceUnavailable(f"{self.repo_id} on {endpoint} has no revision {self.revision}") from None
         except HfHubHTTPError as error:
@@ -286,35 +308,46 @@ def _glob_literal(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
-def fetch_url(name: str, url: str, target: Path, progress: DownloadProgress | None) -> Fetched:
-    """Stream `url` into a temporary file next to `target`, then move it into place."""
-    report = progress or (lambda _name, _done, _total: None)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = False
-    total: int | None = None
-    done = 0
-    try:
-        with get_session().stream(
-            "GET", url, timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT), follow_redirects=True
-        ) as response:
-            if response.status_code != 200:
-                raise SourceUnavailable(f"{url} answered HTTP {response.status_code}")
-            started = True
-            length = response.headers.get("Content-Length")
-            total = int(length) if length is not None and length.isdigit() else None
-            with temporary.open("wb") as out:
-                for chunk in response.iter_bytes(URL_CHUNK_BYTES):
-                    out.write(chunk)
-                    done += len(chunk)
-                    report(name, done, total)
-        if total is not None and done != total:
-            raise TransferFailed(f"the download from {url} stopped at {done} of {total} bytes")
-        os.replace(temporary, target)
-    except (httpx2.HTTPError, OfflineModeIsEnabled) as error:
-        if started:
-            raise TransferFailed(f"the download from {url} broke off ({_describe(error)})") from None
-        raise SourceUnavailable(f"{url} could not be reached ({_describe(error)})") from None
-    finally:
-        temporary.unlink(missing_ok=True)
-    return Fetched(origin=url, size=total, sha256=None)
+class ReleaseUrls:
+    """Downloads from plain HTTPS URLs (the official GitHub releases), giving up at once on a host that just
+    failed to answer."""
+
+    def __init__(self) -> None:
+        self._failures = RecentFailures()
+
+    def fetch(self, name: str, url: str, target: Path, progress: DownloadProgress | None) -> Fetched:
+        """Stream `url` into a temporary file next to `target`, then move it into place."""
+        host = urlsplit(url).netloc
+        self._failures.check(host)
+        report = progress or (lambda _name, _done, _total: None)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        started = False
+        total: int | None = None
+        done = 0
+        try:
+            with get_session().stream(
+                "GET", url, timeout=httpx2.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT), follow_redirects=True,
+            ) as response:
+                if response.status_code != 200:
+                    raise SourceUnavailable(f"{url} answered HTTP {response.status_code}")
+                started = True
+                length = response.headers.get("Content-Length")
+                total = int(length) if length is not None and length.isdigit() else None
+                with temporary.open("wb") as out:
+                    for chunk in response.iter_bytes(URL_CHUNK_BYTES):
+                        out.write(chunk)
+                        done += len(chunk)
+                        report(name, done, total)
+            if total is not None and done != total:
+                raise TransferFailed(f"the download from {url} stopped at {done} of {total} bytes")
+            os.replace(temporary, target)
+        except (httpx2.HTTPError, OfflineModeIsEnabled) as error:
+            if started:
+                raise TransferFailed(f"the download from {url} broke off ({_describe(error)})") from None
+            reason = f"{host} could not be reached ({_describe(error)})"
+            self._failures.record(host, reason)
+            raise SourceUnavailable(reason) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+        return Fetched(origin=url, size=total, sha256=None)

@@ -17,7 +17,7 @@ DEFAULT_KEEP_SECONDS = 600
 
 class RequestFiles:
     def __init__(self, keep_seconds: float = DEFAULT_KEEP_SECONDS) -> None:
-        # TemporaryDirectory removes the root at interpreter exit (or when this object is collected).
+        # TemporaryDirectory removes the root at interpreter exit, or when this object is collected.
         self._root = tempfile.TemporaryDirectory(prefix="codeformer-app-")
         self.root = Path(self._root.name)
         self.keep_seconds = keep_seconds
@@ -32,5 +32,9 @@ class RequestFiles:
     def _remove_old(self) -> None:
         cutoff = time.time() - self.keep_seconds
         for directory in self.root.iterdir():
-            if directory.stat().st_mtime < cutoff:
+            try:
+                expired = directory.stat().st_mtime < cutoff
+            except FileNotFoundError:  # removed by a concurrent request
+                continue
+            if expired:
                 shutil.rmtree(directory, ignore_errors=True)

@@ -18,9 +18,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
@@ -61,7 +63,7 @@ class FakeHub:
     url: str = ""
     _substitutes: dict[str, list] = field(default_factory=dict)
     _cuts: dict[str, int] = field(default_factory=dict)
-    _digests: dict[tuple, str] = field(default_factory=dict)
+    _digests: dict[tuple[str, int], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -105,22 +107,26 @@ class FakeHub:
         return [r for r in self.requests if r.method == "GET" and r.path.endswith(suffix)]
 
     def digest(self, content: Content) -> str:
-        key = (str(content), content.stat().st_mtime_ns) if isinstance(content, Path) else (hashlib.md5(content).hexdigest(),)
+        """SHA-256 of `content` (the Hub's ETag and LFS oid); a file's is computed once per modification."""
+        if isinstance(content, bytes):
+            return hashlib.sha256(content).hexdigest()
+        key = (str(content), content.stat().st_mtime_ns)
         with self._lock:
             if key not in self._digests:
                 self._digests[key] = _sha256(content)
             return self._digests[key]
 
     def _served(self, path: str, consume: bool) -> Content:
-        substitute = self._substitutes.get(path)
-        if substitute is None:
-            return self.files[path]
-        content, times = substitute
-        if consume and times is not None:
-            substitute[1] -= 1
-            if substitute[1] <= 0:
-                del self._substitutes[path]
-        return content
+        with self._lock:
+            substitute = self._substitutes.get(path)
+            if substitute is None:
+                return self.files[path]
+            content, times = substitute
+            if consume and times is not None:
+                substitute[1] -= 1
+                if substitute[1] <= 0:
+                    del self._substitutes[path]
+            return content
 
     def _take_cut(self, path: str) -> bool:
         with self._lock:
@@ -264,6 +270,15 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def silent_server_url() -> Iterator[str]:
+    """An http://127.0.0.1 URL that accepts connections and never answers: clients wait for their timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
 def small_checkpoint(seed: int, numel: int = 1024, *, wrapper: str | None = "params") -> bytes:
     """A small plain-tensor checkpoint laid out like the official facexlib / Real-ESRGAN files
     (`{"params": state_dict}`, or a bare state_dict when `wrapper` is None)."""
@@ -291,10 +306,16 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
     use_hub(monkeypatch, hub, tmp_path / "hf-home")
     yield hub
     hub.stop()
+    # Downloads can be hundreds of MB: keep them out of the temp dirs pytest retains after the session.
+    for child in tmp_path.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 @pytest.fixture(scope="session")
-def official_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Task], Path]:
+def official_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Task], Path]]:
     """`official_checkpoint(task)`: a ~370 MB checkpoint in the published format under the official file name,
     written at most once per test session."""
     directory = tmp_path_factory.mktemp("official-checkpoints")
@@ -308,4 +329,5 @@ def official_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[[T
                 os.replace(path.with_suffix(".partial"), path)
         return path
 
-    return get
+    yield get
+    shutil.rmtree(directory)

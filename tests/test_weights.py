@@ -25,13 +25,14 @@ from codeformer_core.network import CodeFormer
 from codeformer_core.weights import REGISTRY, WeightFile, WeightStore, files_needed
 
 from .fake_hub import fake_hub, official_checkpoint  # noqa: F401 (fixtures)
-from .fake_hub import FakeHub, closed_port_url, small_checkpoint, use_hub
+from .fake_hub import FakeHub, closed_port_url, silent_server_url, small_checkpoint, use_hub
+from .golden import golden_tensor
 
 PARSER = "parsing_parsenet.pth"
 PARSER_DATA = small_checkpoint(seed=1)
 
 
-def unverified_registry(hub: FakeHub | None = None, **facts: dict) -> dict[str, WeightFile]:
+def unverified_registry(hub: FakeHub | None = None, **facts: dict[str, object]) -> dict[str, WeightFile]:
     """REGISTRY without the official sizes and digests (tests serve other bytes), release URLs on `hub`."""
     registry = {}
     for name, entry in REGISTRY.items():
@@ -62,6 +63,8 @@ def test_downloads_a_published_format_codeformer_checkpoint_and_loads_it(fake_hu
     net = store.load("codeformer.pth", lambda path: load_network("restore", path), lambda *r: reports.append(r))
 
     assert isinstance(net, CodeFormer)
+    codebook = net.state_dict()["quantize.embedding.weight"]
+    assert torch.equal(codebook, golden_tensor("quantize.embedding.weight", tuple(codebook.shape)))
     placed = store.weights_dir / "codeformer.pth"
     assert placed.stat().st_size == checkpoint.stat().st_size
     assert placed.stat().st_nlink == 2  # hard-linked with the Hugging Face cache's blob, not copied
@@ -144,10 +147,11 @@ def test_a_configured_path_the_hub_answers_404_for_is_reported(fake_hub, tmp_pat
 
 
 def test_an_unreachable_hub_fails_within_seconds(monkeypatch, tmp_path):
-    dead = closed_port_url()
-    monkeypatch.setenv("HF_ENDPOINT", dead)
+    dead_hub, dead_releases = closed_port_url(), closed_port_url()
+    monkeypatch.setenv("HF_ENDPOINT", dead_hub)
     registry = unverified_registry()
-    registry["codeformer.pth"] = replace(registry["codeformer.pth"], url=f"{closed_port_url()}/codeformer.pth")
+    for name in ("codeformer.pth", PARSER):
+        registry[name] = replace(registry[name], url=f"{dead_releases}/{name}")
     store = make_store(tmp_path, registry=registry, allow_url_fallback=True)
 
     started = time.monotonic()
@@ -155,14 +159,35 @@ def test_an_unreachable_hub_fails_within_seconds(monkeypatch, tmp_path):
         store.path("codeformer.pth")
     first = time.monotonic() - started
     with pytest.raises(WeightsUnavailableError):
-        store.path(PARSER)  # the Hub just failed: not asked again
+        store.path(PARSER)  # both sources just failed: neither is asked again
     second = time.monotonic() - first - started
 
     assert first < 10 and second < 1
     message = str(caught.value)
     assert_names_fixes(message, "codeformer.pth", store)
-    assert f"the Hugging Face Hub at {dead} could not be reached" in message
-    assert "codeformer.pth could not be reached" in message  # the release URL was tried too
+    assert f"the Hugging Face Hub at {dead_hub} could not be reached" in message
+    assert f"{dead_releases.removeprefix('http://')} could not be reached" in message
+
+
+def test_a_hub_that_never_answers_costs_one_timeout_per_source(monkeypatch, tmp_path):
+    monkeypatch.setattr("codeformer_core.weights_fetch.READ_TIMEOUT", 0.5)
+    with silent_server_url() as silent:
+        monkeypatch.setenv("HF_ENDPOINT", silent)
+        registry = unverified_registry()
+        for name in ("codeformer.pth", PARSER):
+            registry[name] = replace(registry[name], url=f"{silent}/{name}")
+        store = make_store(tmp_path, registry=registry, allow_url_fallback=True)
+
+        started = time.monotonic()
+        with pytest.raises(WeightsUnavailableError, match="ReadTimeout"):
+            store.path("codeformer.pth")
+        first = time.monotonic() - started
+        with pytest.raises(WeightsUnavailableError, match="ReadTimeout"):
+            store.path(PARSER)
+        second = time.monotonic() - first - started
+
+    assert 1.0 <= first < 3.0  # the Hub's file list, then the release URL: no retries in between
+    assert second < 0.2  # both remembered as silent
 
 
 def test_a_transfer_cut_short_is_completed(fake_hub, tmp_path):

@@ -97,8 +97,10 @@ class CodeFormer(nn.Module):
     Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact;
     "bf16" or "fp16" run under `torch.autocast` on the input's device: faster where the hardware has the
     units, not bit-equal). Whatever the precision, results come back as float32.
-    Memory layout: call `net.to(memory_format=torch.channels_last)` and pass channels_last faces to run the
-    convolutions in that layout (float32, within ~5e-5 of the default layout).
+    Memory layout: `use_channels_last()` runs the convolutions on N x H x W x C data, which oneDNN needs no
+    reordering for; faster on CPU, but its float32 sums come in another order (logits move by up to ~1e-4),
+    so the default layout is the one the golden tests pin.
+    Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
 
     def __init__(self, config: NetworkConfig) -> None:
@@ -116,10 +118,16 @@ class CodeFormer(nn.Module):
         self.fuse_convs_dict = nn.ModuleDict(
             {str(res): ControllableFeatureTransform(_encoder_channels(res)) for res in config.cft_resolutions}
         )
+        self.memory_format = torch.contiguous_format
 
     @property
     def task(self) -> Task:
         return self.config.task
+
+    def use_channels_last(self, enabled: bool = True) -> "CodeFormer":
+        """Store conv weights, and run faces, channels_last (enabled) or in the default layout; returns self."""
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        return self.to(memory_format=self.memory_format)
 
     def forward(
         self, x: Tensor, w: float = 0.0, adain: bool = True, precision: Precision = "float32"
@@ -136,15 +144,14 @@ class CodeFormer(nn.Module):
         were trained with it, inpaint without).
         """
         self._check_faces(x)
+        x = x.contiguous(memory_format=self.memory_format)
         with autocast_for(precision, x.device):
             lq_feat, skips = self.encoder(x, self.config.cft_resolutions)
             logits = self.predict_logits(lq_feat)
         lq_feat, logits = lq_feat.float(), logits.float()
         # Softmax is monotonic: its top-1 is the logits' argmax.
         idx = logits.argmax(dim=2)
-        quant_feat = self.quantize.lookup(idx, LATENT_SIZE, LATENT_SIZE).contiguous(
-            memory_format=_memory_format_of(x)
-        )
+        quant_feat = self.quantize.lookup(idx, LATENT_SIZE, LATENT_SIZE).contiguous(memory_format=self.memory_format)
         if adain:
             quant_feat = adaptive_instance_normalization(quant_feat, lq_feat)
         return EncodedFaces(
@@ -199,15 +206,21 @@ def build_network(task: Task) -> CodeFormer:
     Its weights are zero until a checkpoint is loaded (see `codeformer_core.checkpoints.load_network`):
     random initialisation of 95M parameters would only be overwritten.
     """
-    if task not in TASKS:
-        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-    with torch.device("meta"):
-        net = CodeFormer(CONFIGS[task])
+    net = network_skeleton(task)
     net.to_empty(device="cpu")
     with torch.no_grad():
         for tensor in net.state_dict().values():
             tensor.zero_()
-    return net.eval()
+    return net
+
+
+def network_skeleton(task: Task) -> CodeFormer:
+    """The network for `task` in eval mode without storage (meta device): its state_dict has the names and
+    shapes only. Give it weights with `load_state_dict(..., assign=True)`, which takes the tensors as they are."""
+    if task not in TASKS:
+        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    with torch.device("meta"):
+        return CodeFormer(CONFIGS[task]).eval()
 
 
 def composite_inpainting(x: Tensor, out: Tensor) -> Tensor:
@@ -221,11 +234,6 @@ def _encoder_channels(resolution: int) -> int:
     """Width of the encoder (and decoder) level working at `resolution`."""
     level = (FACE_SIZE // resolution).bit_length() - 1
     return VQGAN_SHAPE["nf"] * VQGAN_SHAPE["ch_mult"][level]
-
-
-def _memory_format_of(x: Tensor) -> torch.memory_format:
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def _check_fidelity(w: float) -> float:

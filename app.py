@@ -1,0 +1,115 @@
+"""Serve the CodeFormer web app: `python app.py [--host H] [--port P] [--share] [--device D] [--weights-dir DIR]`.
+
+With no arguments this is what a Hugging Face Space runs (listening on 0.0.0.0 when SPACE_ID is set). Importing
+this module loads nothing: the engine and the page are built in `main()`, and each model loads on the first
+request that needs it.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import gradio as gr
+import httpx
+from gradio.networking import GRADIO_API_SERVER
+
+from codeformer_core.errors import DeviceError
+from codeformer_core.images import DEFAULT_MAX_BYTES
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.weights import WeightStore
+from demo import build_demo
+
+DEFAULT_MAX_QUEUE = 16
+SHARE_CHECK_TIMEOUT = 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
+    parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else the first free from 7860)")
+    parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--weights-dir", type=Path,
+                        help="where pretrained files are looked up and downloaded (default $CODEFORMER_WEIGHTS_DIR, "
+                             "else ./weights)")
+    parser.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE,
+                        help=f"requests that may wait in the queue; more are turned away (default {DEFAULT_MAX_QUEUE})")
+    parser.add_argument("--concurrency", type=positive_int, default=1,
+                        help="requests processed at the same time (default 1: one CPU run already uses every core)")
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more; got {value}")
+    return value
+
+
+def default_host() -> str:
+    return "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
+
+
+def serve(
+    demo: gr.Blocks,
+    *,
+    host: str,
+    port: int | None,
+    share: bool = False,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    concurrency: int = 1,
+    block: bool = True,
+) -> str:
+    """Queue and launch `demo`; returns the local URL (with block=False, while the server runs in a thread)."""
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    share_problem = share_server_problem() if share else None
+    _, local_url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share and share_problem is None,
+        max_file_size=DEFAULT_MAX_BYTES,
+        show_error=True,
+        prevent_thread_lock=True,
+        quiet=share_problem is not None,  # Gradio would add "set share=True to create a public link"
+    )
+    if share_problem is not None:
+        print(f"--share: no public link ({share_problem}); the app runs at {local_url} only.", file=sys.stderr)
+    if block:
+        demo.block_thread()
+    return local_url
+
+
+def share_server_problem() -> str | None:
+    """Why Gradio's share server cannot be reached (one phrase), or None when it answers. Asked before launching
+    so that a machine without internet gets one line instead of Gradio's several-line failure."""
+    host = urlsplit(GRADIO_API_SERVER).hostname
+    try:
+        httpx.get(GRADIO_API_SERVER, timeout=SHARE_CHECK_TIMEOUT).raise_for_status()
+    except httpx.HTTPError as error:
+        return f"{host} is not reachable ({type(error).__name__})"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        pipeline = Pipeline(WeightStore(args.weights_dir), device=args.device)
+    except DeviceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    serve(
+        build_demo(pipeline),
+        host=args.host or default_host(),
+        port=args.port,
+        share=args.share,
+        max_queue=args.max_queue,
+        concurrency=args.concurrency,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

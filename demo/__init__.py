@@ -1,0 +1,5 @@
+"""The Gradio app around the shared engine: `build_demo(pipeline)` returns the page; `app.py` serves it."""
+
+from .ui import build_demo
+
+__all__ = ["build_demo"]

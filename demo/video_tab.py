@@ -1,0 +1,118 @@
+"""The Video tab: every frame's faces restored with the same options; the frame rate and the audio are kept.
+
+Every frame runs through the network (seconds per face per frame on a CPU), so the public app refuses videos
+longer than `CODEFORMER_MAX_VIDEO_SECONDS` (default 60; 0 lifts the limit, for a private install).
+"""
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from codeformer_core.errors import InvalidOptionError
+from codeformer_core.images import safe_stem
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.video import restore_video
+
+from .batch_tab import PIPELINE_GROUP, option_widgets, task_widgets
+from .handlers import OptionValues, make_options, user_errors
+from .outputs import RequestFiles
+
+ENV_MAX_SECONDS = "CODEFORMER_MAX_VIDEO_SECONDS"
+DEFAULT_MAX_SECONDS = 60.0
+NO_VIDEO = "Upload a video first (mp4, mov, avi, webm or mkv)."
+
+
+def max_video_seconds() -> float | None:
+    """The length limit from CODEFORMER_MAX_VIDEO_SECONDS: unset -> DEFAULT_MAX_SECONDS, 0 -> no limit."""
+    text = os.environ.get(ENV_MAX_SECONDS, "").strip()
+    if not text:
+        return DEFAULT_MAX_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InvalidOptionError(
+            f"{ENV_MAX_SECONDS} must be a number of seconds (0 for no limit); got {text!r}."
+        )
+    return seconds or None
+
+
+def build_video_tab(pipeline: Pipeline) -> None:
+    """The Video tab's widgets and its event (API name /video); call inside a gr.Blocks."""
+    handler = VideoHandler(pipeline, max_seconds=max_video_seconds())
+    limit = f"up to {handler.max_seconds:g} s long" if handler.max_seconds else "of any length"
+    with gr.Tab("Video"):
+        gr.Markdown(
+            f"Videos {limit}. Every frame goes through the network, which takes seconds per face per frame on a"
+            " CPU: try a short clip first. The result is an mp4 with the original frame rate and sound."
+        )
+        with gr.Row():
+            with gr.Column():
+                video = gr.Video(sources=["upload"], include_audio=True, label="Video", elem_id="video-input")
+                task, fidelity = task_widgets("video")
+                with gr.Accordion("Options", open=False):
+                    options = option_widgets("video", aligned=False, upscale=1)
+                run = gr.Button("Process the video", variant="primary", elem_id="video-run")
+            with gr.Column():
+                result = gr.Video(format="mp4", label="Result", interactive=False, elem_id="video-result")
+                status = gr.Textbox(label="Status", lines=3, interactive=False, elem_id="video-status")
+    run.click(
+        handler.run, inputs=[video, task, fidelity, *options], outputs=[result, status],
+        api_name="video", concurrency_id=PIPELINE_GROUP,
+    )  # fmt: skip
+
+
+class VideoHandler:
+    """The function behind the Video tab and /video; one instance per app, sharing the app's Pipeline."""
+
+    def __init__(self, pipeline: Pipeline, *, max_seconds: float | None, files: RequestFiles | None = None) -> None:
+        self.pipeline = pipeline
+        self.max_seconds = max_seconds
+        self.files = files if files is not None else RequestFiles()
+
+    def run(
+        self,
+        video: str | None,
+        task: str,
+        fidelity: float,
+        upscale: int,
+        background_enhance: bool,
+        face_upsample: bool,
+        detector: str,
+        only_center_face: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[str, str]:
+        """-> (the restored mp4, a summary)."""
+        if not video:
+            raise gr.Error(NO_VIDEO)
+        values = OptionValues(upscale, False, background_enhance, face_upsample, detector, only_center_face)
+        options = make_options(task, fidelity, values)
+        directory = self.files.new_request()
+        destination = directory / f"{safe_stem(Path(video).name) or 'video'}_restored.mp4"
+
+        def show(done: int, total: int | None, seconds_left: float | None) -> None:
+            # Old request directories are swept by age: keep this one young while its frames are being written.
+            os.utime(directory)
+            left = f", about {format_duration(seconds_left)} left" if seconds_left is not None else ""
+            progress((done, total), desc=f"Frame {done}{f' of {total}' if total else ''}{left}", unit="frames")
+
+        progress(0.0, desc="Reading the video")
+        with user_errors():
+            restored = restore_video(
+                Path(video), destination, self.pipeline, options, progress=show, max_seconds=self.max_seconds
+            )
+        return str(restored.output), restored.summary()
+
+
+def format_duration(seconds: float) -> str:
+    """45 -> "45 s", 130 -> "2 min 10 s", 7300 -> "2 h 1 min"."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"

@@ -1,0 +1,55 @@
+"""The app served on 127.0.0.1 the way `app.py` serves it, for the API and browser tests.
+
+CodeFormer weights are golden-filled checkpoints in the published format (tests/golden.py), fetched on first use
+from the fake Hugging Face Hub (tests/fake_hub.py), so the tests go through the real download path. The photos
+are aligned faces from the shared samples, which need no detector or parser: only the CodeFormer file.
+"""
+
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app import serve
+from codeformer_core.layouts import Task
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.weights import CODEFORMER_FILES, REGISTRY, WeightStore
+from demo import build_demo
+
+from .fake_hub import FakeHub, use_hub
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_app(checkpoint: Callable[[Task], Path], tasks: Sequence[Task], work_dir: Path) -> Iterator[str]:
+    """Serve the app on a free 127.0.0.1 port with the CodeFormer files of `tasks` on a fake Hub; yields its URL.
+
+    The weights directory starts empty, so the page shows the missing-files banner and the first run of each
+    task downloads its file. The official registry's sizes and digests are dropped: they describe the published
+    files, not the golden ones.
+    """
+    hub = FakeHub.start()
+    for task in tasks:
+        hub.files[f"weights/CodeFormer/{CODEFORMER_FILES[task]}"] = checkpoint(task)
+    registry = {name: replace(entry, size=None, sha256=None) for name, entry in REGISTRY.items()}
+    with pytest.MonkeyPatch.context() as env:
+        use_hub(env, hub, work_dir / "hf-home")
+        env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        store = WeightStore(work_dir / "weights", registry=registry, allow_url_fallback=False)
+        demo = build_demo(Pipeline(store, device="cpu"))
+        url = serve(demo, host="127.0.0.1", port=free_port(), block=False)
+        try:
+            yield url
+        finally:
+            demo.close()
+            hub.stop()

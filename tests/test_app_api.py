@@ -1,0 +1,119 @@
+"""The app's named API endpoints, driven with gradio_client against the app served on 127.0.0.1.
+
+Each task runs the full network once on an aligned 512x512 face (golden weights from the fake Hub); one more
+/restore call at another fidelity must be served from the kept encoding. The error cases run no network.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import app
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.weights import WeightStore
+from demo.notices import missing_weights_notice
+
+from .app_server import SAMPLES, running_app
+from .fake_hub import closed_port_url, official_checkpoint
+
+__all__ = ["official_checkpoint"]  # fixture, imported for pytest
+
+FACE = SAMPLES / "aligned" / "0240.png"
+GRAY_FACE = SAMPLES / "gray" / "Hepburn02.png"
+HOLE = (slice(200, 300), slice(150, 350))  # rows, columns of the rectangle the inpaint test masks
+
+
+@pytest.fixture(scope="module")
+def client(official_checkpoint, tmp_path_factory) -> Client:
+    with running_app(official_checkpoint, ["restore", "colorize", "inpaint"], tmp_path_factory.mktemp("app")) as url:
+        yield Client(url, verbose=False)
+
+
+def read_png(path: str) -> np.ndarray:
+    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return cv2.imread(path, cv2.IMREAD_UNCHANGED)
+
+
+def aligned_settings(**overrides) -> dict:
+    return {"upscale": 1, "aligned": True, **overrides}
+
+
+def test_restore_then_a_new_fidelity_reuses_the_encoding(client):
+    first_path, first_report = client.predict(
+        handle_file(FACE), fidelity=0.0, **aligned_settings(), api_name="/restore"
+    )
+    second_path, second_report = client.predict(
+        handle_file(FACE), fidelity=1.0, **aligned_settings(), api_name="/restore"
+    )
+
+    first, second = read_png(first_path), read_png(second_path)
+    assert first.shape == second.shape == (512, 512, 3)
+    assert first_report.startswith("restore: 1 of 1 face(s) processed")
+    assert "Reused" not in first_report
+    assert "Reused from the previous run: the encoded face." in second_report
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1.0  # w changed the decoded face
+
+
+def test_colorize_returns_a_colour_face(client):
+    path, report = client.predict(handle_file(GRAY_FACE), **aligned_settings(), api_name="/colorize")
+
+    result = read_png(path)
+    assert report.startswith("colorize: 1 of 1 face(s) processed")
+    assert result.shape[:2] == (512, 512)
+    assert np.abs(result[..., 0].astype(int) - result[..., 2].astype(int)).mean() > 1.0  # not gray any more
+
+
+def test_inpaint_changes_only_the_masked_pixels(client, tmp_path):
+    mask = np.zeros((512, 512), np.uint8)
+    mask[HOLE] = 255
+    mask_path = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_path), mask)
+
+    path, report = client.predict(
+        handle_file(FACE), **aligned_settings(), mask=handle_file(mask_path), api_name="/inpaint"
+    )
+
+    result, face = read_png(path), cv2.imread(str(FACE))
+    assert report.startswith("inpaint: 1 of 1 face(s) processed")
+    outside = mask == 0
+    assert np.array_equal(result[outside], face[outside])
+    assert np.abs(result[HOLE].astype(int) - face[HOLE].astype(int)).mean() > 5.0
+
+
+def test_a_file_that_is_not_an_image_gets_one_line(client, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("my holiday notes, not a picture")
+
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(notes), api_name="/colorize")
+
+    message = str(caught.value)
+    assert message.startswith("The file is not a PNG, JPEG") and "\n" not in message
+
+
+def test_inpaint_without_holes_says_what_to_do(client):
+    with pytest.raises(AppError, match="There is nothing to inpaint: paint over the damaged parts"):
+        client.predict(handle_file(FACE), **aligned_settings(), api_name="/inpaint")
+
+
+def test_missing_weights_banner_names_the_files_and_both_fixes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+
+    notice = missing_weights_notice(pipeline)
+
+    for name in ("codeformer.pth", "codeformer_colorization.pth", "codeformer_inpainting.pth",
+                 "detection_Resnet50_Final.pth", "parsing_parsenet.pth", "RealESRGAN_x2plus.pth"):
+        assert f"`{name}`" in notice
+    assert f"`{tmp_path / 'empty'}`" in notice
+    assert "http://hub.invalid" in notice and "`HF_ENDPOINT`" in notice
+
+
+def test_share_without_network_is_one_phrase(monkeypatch):
+    monkeypatch.setattr(app, "GRADIO_API_SERVER", closed_port_url() + "/v3/tunnel-request")
+
+    assert app.share_server_problem() == "127.0.0.1 is not reachable (ConnectError)"

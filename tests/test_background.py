@@ -1,0 +1,83 @@
+"""Real-ESRGAN x2plus background upsampler with random weights in the official file layout.
+
+The network is the full x2plus (23 blocks, ~1 s per forward even on a few pixels of this CPU), so the images are
+tiny and the upsamplers shared.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from codeformer_core.background import BackgroundUpsampler
+from codeformer_core.errors import CheckpointMismatchError, InvalidImageError, InvalidOptionError
+
+from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402 - after codeformer_core.background installed the shim
+
+TILE = 8
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """RealESRGAN_x2plus.pth keeps its state_dict under params_ema."""
+    torch.manual_seed(0)
+    model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)
+    path = tmp_path_factory.mktemp("realesrgan") / "RealESRGAN_x2plus.pth"
+    torch.save({"params_ema": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiled(checkpoint):
+    return BackgroundUpsampler.from_checkpoint(checkpoint, "cpu", tile=TILE)
+
+
+def count_forward_calls(upsampler: BackgroundUpsampler) -> list[int]:
+    calls = [0]
+
+    def hook(*_):
+        calls[0] += 1
+
+    upsampler._upsampler.model.register_forward_hook(hook)
+    return calls
+
+
+def test_tiles_are_used_and_match_one_pass(checkpoint, tiled):
+    image = np.random.default_rng(5).integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    whole = BackgroundUpsampler.from_checkpoint(checkpoint, "cpu", tile=0)
+    tiled_calls, whole_calls = count_forward_calls(tiled), count_forward_calls(whole)
+
+    out_tiled = tiled.upsample(image, outscale=2)
+    out_whole = whole.upsample(image, outscale=2)
+
+    assert tiled.tile == TILE
+    assert tiled_calls == [2] and whole_calls == [1]  # 16 x 8 in 8 px tiles
+    assert out_tiled.shape == (16, 32, 3) and out_tiled.dtype == np.uint8
+    # The 40 px tile overlap covers this whole image, so every tile saw everything: same pixels.
+    np.testing.assert_array_equal(out_tiled, out_whole)
+    assert next(tiled._upsampler.model.parameters()).dtype == torch.float32  # no half precision on CPU
+
+
+@pytest.mark.parametrize(("shape", "outscale", "expected"), [((8, 10), 1, (8, 10)), ((7, 9), 3, (21, 27))])
+def test_output_size_follows_outscale_for_any_input_size(tiled, shape, outscale, expected):
+    # 7 x 9 also checks the padding to even sizes the x2 network needs.
+    image = np.full((*shape, 3), 90, np.uint8)
+    output = tiled.upsample(image, outscale=outscale)
+    assert output.shape == (*expected, 3) and output.dtype == np.uint8
+
+
+def test_bad_options_and_inputs_are_refused(checkpoint, tiled):
+    with pytest.raises(InvalidOptionError, match="tile"):
+        BackgroundUpsampler.from_checkpoint(checkpoint, tile=15)
+    image = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(InvalidOptionError, match="outscale"):
+        tiled.upsample(image, outscale=0)
+    with pytest.raises(InvalidImageError, match="uint8"):
+        tiled.upsample(image.astype(np.float32), outscale=2)
+
+
+def test_a_checkpoint_for_another_network_is_named(tmp_path):
+    wrong = tmp_path / "RealESRGAN_x4plus.pth"
+    x4 = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=2, num_grow_ch=32, scale=4)
+    torch.save({"params_ema": x4.state_dict()}, wrong)
+    with pytest.raises(CheckpointMismatchError, match=r"x4plus\.pth does not fit the Real-ESRGAN x2plus.*RealESRGAN_x2plus"):
+        BackgroundUpsampler.from_checkpoint(wrong)

@@ -1,0 +1,113 @@
+"""ParseNet paste masks (random weights in the official file layout) and the eroded-rectangle mask."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from facexlib.parsing.parsenet import ParseNet
+
+from codeformer_core.alignment import FACE_SIZE
+from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
+from codeformer_core.parsing import FaceParser, eroded_rectangle_mask, soft_face_masks
+
+SKIN, NECK, HAIR, HAT = 1, 17, 13, 14
+
+
+@pytest.fixture(scope="module")
+def parser_checkpoint(tmp_path_factory):
+    """parsing_parsenet.pth is a bare state_dict (no params/params_ema wrapper)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("parsenet") / "parsing_parsenet.pth"
+    torch.save(ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces():
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, (FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8) for _ in range(2)]
+
+
+def test_random_parsenet_gives_one_soft_mask_per_face(parser_checkpoint, faces):
+    # 64 px keeps the test fast; the network and post-processing are the same at 512.
+    parser = FaceParser.from_checkpoint(parser_checkpoint, "cpu", resolution=64, max_batch=1)
+
+    labels = parser.face_labels(faces)
+    assert labels.shape == (2, 64, 64) and labels.dtype == np.uint8
+    assert labels.max() < 19
+
+    masks = parser.paste_masks(faces)
+    assert masks.shape == (2, FACE_SIZE, FACE_SIZE) and masks.dtype == np.float32
+    assert masks.min() >= 0.0 and masks.max() <= 1.0
+    np.testing.assert_array_equal(masks, soft_face_masks(labels))
+    assert parser.paste_masks([]).shape == (0, FACE_SIZE, FACE_SIZE)
+
+
+def test_batching_does_not_change_labels(parser_checkpoint, faces):
+    one_by_one = FaceParser.from_checkpoint(parser_checkpoint, resolution=64, max_batch=1).face_labels(faces)
+    together = FaceParser.from_checkpoint(parser_checkpoint, resolution=64, max_batch=4).face_labels(faces)
+    # BatchNorm in eval mode: a face's labels do not depend on its batch neighbours (up to float ties).
+    assert (one_by_one == together).mean() > 0.999
+
+
+def test_soft_mask_keeps_face_classes_and_drops_neck_hat_and_edges():
+    labels = np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8)
+    cv2.circle(labels[0], (256, 220), 120, SKIN, thickness=-1)
+    labels[0, 420:, :] = NECK
+    labels[0, :60, :] = HAT
+    labels[0] = np.maximum(labels[0], labels[0, :, ::-1])  # exactly left-right symmetric
+    mask = soft_face_masks(labels)[0]
+
+    assert mask[220, 256] > 0.99  # inside the face
+    assert mask[480, 256] < 0.01 and mask[30, 256] < 0.01  # neck and hat keep the photo
+    assert abs(mask[220, 256 - 120] - 0.5) < 0.1  # the blurred edge is centred on the class boundary
+    assert np.abs(mask - mask[:, ::-1]).max() < 1e-5  # symmetric face -> symmetric mask
+    edge = 10
+    assert not mask[:edge].any() and not mask[-edge:].any() and not mask[:, :edge].any() and not mask[:, -edge:].any()
+
+    hair = labels.copy()
+    hair[0, 60:150, 130:380] = HAIR  # hair counts as face in the official colormap
+    assert soft_face_masks(hair)[0][110, 256] > 0.9
+
+
+def test_low_resolution_labels_are_blurred_at_full_size():
+    labels = np.zeros((1, 128, 128), np.uint8)
+    labels[0, 32:96, 32:96] = SKIN
+    mask = soft_face_masks(labels)[0]
+    full = np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8)
+    full[0, 128:384, 128:384] = SKIN
+    assert np.abs(mask - soft_face_masks(full)[0]).max() < 0.02
+
+
+def test_eroded_rectangle_mask_geometry():
+    covered = np.zeros((300, 300), np.float32)
+    covered[50:250, 50:250] = 1.0  # a 200 px face square: ~10 px margin, ~10 px blur
+    mask = eroded_rectangle_mask(covered)
+
+    assert mask.shape == covered.shape and mask.dtype == np.float32
+    assert (mask[covered == 0] == 0).all()
+    assert mask[150, 150] == pytest.approx(1.0, abs=1e-6)
+    assert mask[150, 50] < 0.01 and mask[150, 249] < 0.01  # the square's own border is faded out
+    assert mask[150, 80] > 0.99 and mask[150, 219] > 0.99  # 30 px in, the face is fully pasted
+    ramp = mask[150, 50:90]
+    assert (np.diff(ramp) >= -1e-6).all()  # rising without a step back
+    assert np.abs(mask - mask.T).max() < 1e-6
+
+
+def test_resolution_and_batch_are_checked(parser_checkpoint):
+    with pytest.raises(InvalidOptionError, match="resolution"):
+        FaceParser.from_checkpoint(parser_checkpoint, resolution=300)
+    with pytest.raises(InvalidOptionError, match="max_batch"):
+        FaceParser.from_checkpoint(parser_checkpoint, max_batch=0)
+
+
+def test_wrong_and_corrupt_checkpoints_are_named(tmp_path, parser_checkpoint):
+    corrupt = tmp_path / "parsing_parsenet.pth"
+    corrupt.write_bytes(b"<html>502 Bad Gateway</html>" * 40)  # what a broken download may leave
+    with pytest.raises(CorruptWeightsError, match="parsing_parsenet.pth"):
+        FaceParser.from_checkpoint(corrupt)
+
+    wrong = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, wrong)
+    with pytest.raises(CheckpointMismatchError, match=r"other\.pth does not fit the ParseNet.*parsing_parsenet\.pth"):
+        FaceParser.from_checkpoint(wrong)
