@@ -64,9 +64,11 @@ class BackgroundUpsampler:
         if tile < 0 or tile % 2:
             raise InvalidOptionError(f"tile must be 0 (no tiling) or an even number of pixels; got {tile!r}")
         device = torch.device(device)
-        model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
+        state_dict = read_state_dict(path)
+        with torch.device("meta"):  # no random initialisation (~3 s here): every tensor comes from the file
+            model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
         try:
-            model.load_state_dict(read_state_dict(path), strict=True)
+            model.load_state_dict(state_dict, strict=True, assign=True)
         except RuntimeError as error:
             raise CheckpointMismatchError(
                 f"{path} does not fit the Real-ESRGAN x2plus network ({textwrap.shorten(str(error), 300)}). "

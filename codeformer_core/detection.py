@@ -62,9 +62,9 @@ _RETINAFACE_CONFIDENCE = 0.8
 _RETINAFACE_NMS_IOU = 0.4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DetectedFace:
-    """One face in input-image pixels.
+    """One face in input-image pixels. Compared by identity (its fields are arrays).
 
     score: the detector's confidence: a probability in [0.8, 1] for RetinaFace, the CNN's margin for dlib (> 0).
     """

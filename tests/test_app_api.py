@@ -1,7 +1,7 @@
 """The app's named API endpoints, driven with gradio_client against the app served on 127.0.0.1.
 
-Each task runs the full network once on an aligned 512x512 face (golden weights from the fake Hub); one more
-/restore call at another fidelity must be served from the kept encoding. The error cases run no network.
+Each task runs the full network once on an aligned 512x512 face (golden weights from the fake Hub); the error
+cases and the handler checks run no network. (Moving the fidelity slider is tested in the browser.)
 """
 
 from pathlib import Path
@@ -13,8 +13,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
+from codeformer_core.images import read_image_array
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.weights import WeightStore
+from demo.handlers import PREVIEW_MAX_SIDE, editor_image_and_mask, preview_pair
 from demo.notices import missing_weights_notice
 
 from .app_server import SAMPLES, running_app
@@ -42,20 +44,13 @@ def aligned_settings(**overrides) -> dict:
     return {"upscale": 1, "aligned": True, **overrides}
 
 
-def test_restore_then_a_new_fidelity_reuses_the_encoding(client):
-    first_path, first_report = client.predict(
-        handle_file(FACE), fidelity=0.0, **aligned_settings(), api_name="/restore"
-    )
-    second_path, second_report = client.predict(
-        handle_file(FACE), fidelity=1.0, **aligned_settings(), api_name="/restore"
-    )
+def test_restore_returns_a_png_and_a_report(client):
+    path, report = client.predict(handle_file(FACE), fidelity=0.7, **aligned_settings(), api_name="/restore")
 
-    first, second = read_png(first_path), read_png(second_path)
-    assert first.shape == second.shape == (512, 512, 3)
-    assert first_report.startswith("restore: 1 of 1 face(s) processed")
-    assert "Reused" not in first_report
-    assert "Reused from the previous run: the encoded face." in second_report
-    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1.0  # w changed the decoded face
+    restored, face = read_png(path), cv2.imread(str(FACE))
+    assert restored.shape == face.shape == (512, 512, 3)
+    assert np.abs(restored.astype(int) - face.astype(int)).mean() > 1.0
+    assert report.startswith("restore: 1 of 1 face(s) processed")
 
 
 def test_colorize_returns_a_colour_face(client):
@@ -102,6 +97,7 @@ def test_inpaint_without_holes_says_what_to_do(client):
 
 def test_missing_weights_banner_names_the_files_and_both_fixes(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # the served app's cache holds CodeFormer files
     pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
 
     notice = missing_weights_notice(pipeline)
@@ -117,3 +113,28 @@ def test_share_without_network_is_one_phrase(monkeypatch):
     monkeypatch.setattr(app, "GRADIO_API_SERVER", closed_port_url() + "/v3/tunnel-request")
 
     assert app.share_server_problem() == "127.0.0.1 is not reachable (ConnectError)"
+
+
+def test_the_editor_gives_the_photo_and_its_painted_or_white_pixels_as_holes():
+    background = np.full((64, 96, 4), (10, 20, 30, 255), np.uint8)
+    background[5:10, 5:10, :3] = 255  # white holes already in the uploaded photo
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[40:50, 60:90] = (255, 255, 255, 128)  # a painted stroke, partly transparent at its edge
+
+    image, holes = editor_image_and_mask({"background": background, "layers": [layer], "composite": None})
+
+    assert image.alpha is None and image.bgr.shape == (64, 96, 3)
+    assert tuple(image.bgr[0, 0]) == (30, 20, 10)  # RGB in, BGR out
+    expected = np.zeros((64, 96), bool)
+    expected[5:10, 5:10] = expected[40:50, 60:90] = True
+    assert np.array_equal(holes > 0.5, expected)
+
+
+def test_the_slider_pair_has_one_size_capped_for_the_page():
+    small = read_image_array(np.zeros((300, 200, 3), np.uint8))
+
+    before, after = preview_pair(small, np.zeros((1200, 800, 3), np.uint8))
+    assert before.shape == after.shape == (1200, 800, 3)
+
+    before, after = preview_pair(small, np.zeros((3000, 2000, 3), np.uint8))
+    assert before.shape == after.shape == (PREVIEW_MAX_SIDE, round(2000 * PREVIEW_MAX_SIDE / 3000), 3)

@@ -16,6 +16,7 @@ import pytest
 
 from codeformer_core import cli
 from codeformer_core.batch import run_batch
+from codeformer_core.errors import WeightsUnavailableError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.weights import REGISTRY, WeightStore
@@ -104,6 +105,14 @@ def test_a_batch_where_every_file_fails_has_no_archive(weightless_pipeline, tmp_
     assert result.items == [] and result.archive is None
     assert [line.split(":")[0] for line in result.errors] == ["a.png", "b.jpg"]
     assert list(outputs.iterdir()) == []
+
+
+def test_missing_weights_stop_the_batch_instead_of_failing_each_photo(weightless_pipeline, tmp_path):
+    photos = [(name, ALIGNED / name) for name in ("0240.png", "0342.png")]
+
+    with pytest.raises(WeightsUnavailableError, match="codeformer.pth"):
+        run_batch(weightless_pipeline, photos, RestoreOptions(aligned=True), tmp_path)
+    assert list(tmp_path.glob("*.png")) == [] and list(tmp_path.glob("*.zip")) == []
 
 
 def test_cli_restores_a_folder_and_reports_the_bad_file(golden_weights_dir, tmp_path, monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""The page in a real browser (Debian's chromium through Playwright): upload a photo, press Run, see before/after.
+"""The page in a real browser (Debian's chromium through Playwright): upload a photo, press Run, see before/after;
+move the fidelity slider and see the result re-rendered from the kept encoding.
 
 The screenshot is kept as test-artifacts/browser.png (git-ignored) for a person to look at.
 """
@@ -60,10 +61,20 @@ def test_upload_run_and_see_before_and_after(app_url, page):
     page.wait_for_function(
         "() => [...document.querySelectorAll('#before-after img')].filter(i => i.naturalWidth > 0).length == 2"
     )
-    report = page.locator("#report textarea").input_value()
+    report = page.locator("#report textarea")
+    first_report = report.input_value()
+    first_result = slider_images.nth(1).get_attribute("src")
+    assert first_report.startswith("restore: 1 of 1 face(s) processed")
+    assert page.locator("#faces img").count() == 1
+    assert page.locator("#download").get_by_text(".png").count() == 1
+
+    track = page.locator("#fidelity input[type=range]").bounding_box()
+    page.mouse.click(track["x"] + 0.9 * track["width"], track["y"] + track["height"] / 2)
+    page.wait_for_function(
+        "() => document.querySelector('#report textarea').value.includes('Reused')", timeout=RUN_TIMEOUT_MS
+    )
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOT, full_page=True)
 
-    assert report.startswith("restore: 1 of 1 face(s) processed")
-    assert page.locator("#faces img").count() == 1
-    assert page.locator("#download").get_by_text(".png").count() == 1
+    assert "Reused from the previous run: the encoded face." in report.input_value()
+    assert slider_images.nth(1).get_attribute("src") != first_result

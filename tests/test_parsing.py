@@ -28,26 +28,20 @@ def faces():
     return [rng.integers(0, 256, (FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8) for _ in range(2)]
 
 
-def test_random_parsenet_gives_one_soft_mask_per_face(parser_checkpoint, faces):
+def test_random_parsenet_gives_one_soft_mask_per_face_batched_or_not(parser_checkpoint, faces):
     # 64 px keeps the test fast; the network and post-processing are the same at 512.
-    parser = FaceParser.from_checkpoint(parser_checkpoint, "cpu", resolution=64, max_batch=1)
-
-    labels = parser.face_labels(faces)
+    batched = FaceParser.from_checkpoint(parser_checkpoint, "cpu", resolution=64, max_batch=2)
+    labels = batched.face_labels(faces)
     assert labels.shape == (2, 64, 64) and labels.dtype == np.uint8
     assert labels.max() < 19
 
-    masks = parser.paste_masks(faces)
+    one_at_a_time = FaceParser.from_checkpoint(parser_checkpoint, "cpu", resolution=64, max_batch=1)
+    masks = one_at_a_time.paste_masks(faces)
     assert masks.shape == (2, FACE_SIZE, FACE_SIZE) and masks.dtype == np.float32
     assert masks.min() >= 0.0 and masks.max() <= 1.0
-    np.testing.assert_array_equal(masks, soft_face_masks(labels))
-    assert parser.paste_masks([]).shape == (0, FACE_SIZE, FACE_SIZE)
-
-
-def test_batching_does_not_change_labels(parser_checkpoint, faces):
-    one_by_one = FaceParser.from_checkpoint(parser_checkpoint, resolution=64, max_batch=1).face_labels(faces)
-    together = FaceParser.from_checkpoint(parser_checkpoint, resolution=64, max_batch=4).face_labels(faces)
-    # BatchNorm in eval mode: a face's labels do not depend on its batch neighbours (up to float ties).
-    assert (one_by_one == together).mean() > 0.999
+    # BatchNorm in eval mode: a face's mask does not depend on its batch neighbours.
+    np.testing.assert_allclose(masks, soft_face_masks(labels), atol=1e-3)
+    assert one_at_a_time.paste_masks([]).shape == (0, FACE_SIZE, FACE_SIZE)
 
 
 def test_soft_mask_keeps_face_classes_and_drops_neck_hat_and_edges():

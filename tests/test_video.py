@@ -170,8 +170,9 @@ def test_a_video_over_the_length_limit_is_refused_before_any_frame_is_processed(
     ("content", "reason"),
     [
         (b"just some text, renamed to .mp4\n" * 20, "ffmpeg cannot decode it"),
-        (None, "holds no video stream"),
+        (None, "it holds no video stream"),
     ],
+    ids=["text renamed .mp4", "audio only"],
 )
 def test_an_unreadable_video_gets_a_clear_error(tmp_path, content, reason):
     path = tmp_path / "movie.mp4"

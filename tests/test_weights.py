@@ -209,7 +209,7 @@ def test_a_truncated_file_in_the_weights_directory_is_fetched_again(fake_hub, tm
         store.weights_dir.mkdir(exist_ok=True)
         (store.weights_dir / PARSER).write_bytes(PARSER_DATA[: len(PARSER_DATA) // 2])
 
-        # With a known size the store sees the damage itself; without one the loader does.
+        # Either way the file is used as found, the loader finds the damage, and load() fetches a fresh copy.
         state_dict = store.load(PARSER, read_state_dict)
 
         assert set(state_dict) == {"conv.weight", "conv.bias"}
