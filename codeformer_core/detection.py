@@ -35,16 +35,20 @@ as facexlib does.)"""
 RETINAFACE_MIN_SIDE = 640
 """The official script enlarges an image whose short side is below 640 px before RetinaFace runs on it."""
 
-RETINAFACE_MAX_SIDE = 1600
-"""Our bound (the official has none): a longer side is shrunk to this for detection. RetinaFace-ResNet50 costs
-grow with the pixel count (~24 s for 1280x960, ~90 s for 2150x1612 on our 2 CPU cores), and faces that are still
->= 5 px apart at this size are found all the same; landmarks are mapped back to full resolution."""
+RETINAFACE_MAX_SIDE = 1280
+"""Our bound (the official has none): a longer side is shrunk to this for detection, and the landmarks are mapped
+back to full resolution. RetinaFace's cost grows with the pixels: on our shared 2-core CPU (busy) the ResNet-50
+forward took 9 s at 640x480, ~28 s at 1280x960, 46 s at 1600x1200 and 93 s at 2150x1612 (MobileNet-0.25: 1.6 s
+at 640x480, ~5 s at 1600x1200). Faces down to ~16 px here, the smallest anchor, are still found: ~50 px in a
+4000 px photo."""
 
 DLIB_UPSAMPLE = 2.0
-"""The official dlib path runs the CNN detector with one pyramid up-step (x2), so faces down to ~20 px are found."""
+"""The official dlib path runs the CNN detector with one pyramid up-step (x2) to find small faces; without it,
+most faces of the sample photos are missed."""
 
-DLIB_MAX_PIXELS = 2_500_000
-"""Our bound on the image the dlib CNN sees (its cost is linear in pixels); larger inputs get a smaller factor."""
+DLIB_MAX_PIXELS = 2_000_000
+"""Our bound on the image the dlib CNN sees: its cost is linear in pixels, ~30 s per megapixel on our shared CPU
+(busy), so an input above 0.5 MP gets a factor below 2 (a 4000x3000 photo is detected at ~1630x1220)."""
 
 # dlib's 5 points (two corners of each eye, then the base of the nose) in the 512 crop the official dlib path aligns
 # to (its 1024 template halved); they describe the same FFHQ framing as FFHQ_TEMPLATE_512.
@@ -108,7 +112,8 @@ class RetinaFaceDetector:
         CheckpointMismatchError for a file made for another network.
         """
         if network not in RETINAFACE_FILES:
-            raise InvalidOptionError(f"RetinaFace network must be one of {', '.join(RETINAFACE_FILES)}; got {network!r}")
+            known = ", ".join(RETINAFACE_FILES)
+            raise InvalidOptionError(f"RetinaFace network must be one of {known}; got {network!r}")
         from facexlib.detection.retinaface import RetinaFace
 
         state_dict = {name.removeprefix("module."): tensor for name, tensor in read_state_dict(path).items()}

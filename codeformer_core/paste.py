@@ -30,8 +30,9 @@ _BOX_WIDTH_FACTOR = 1400.0
 """Official frame width in crop pixels: 1400 / (side of the face in the output), i.e. ~2.7 output pixels."""
 
 _REGION_MARGIN = 4
-"""Output pixels kept around a face's warped square: bilinear warping spills one pixel past it and the erosion
-leaves a zero band at least as wide as the blur's reach, so nothing outside this margin is ever touched."""
+"""Output pixels kept around a face's warped square. Bilinear warping spills one pixel past the square and the soft
+mask fades out inside it (erosion as wide as the blur), so nothing beyond the margin could change; the margin also
+keeps erosion and blur from meeting the region's edge where the whole-output computation would see zeros."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ Progress = Callable[[float, str], None]
 """progress(fraction in [0, 1], message) — the app turns it into a progress bar."""
 
 FACE_SIZE = 512
-MAX_WORKING_SIDE = 4096  # larger inputs are processed at a reduced size (the report says so)
 MAX_OUTPUT_SIDE = 8192  # the upscale factor is lowered so the output stays below this
 MAX_CPU_BACKGROUND_PIXELS = 2_000_000  # Real-ESRGAN costs ~10 s per 400 px tile on a 2-core CPU
 DEFAULT_MAX_FACES = 40
@@ -88,7 +87,7 @@ class Pipeline:
     def _run(
         self, image: LoadedImage, options: RestoreOptions, mask: Mask | None, clock: StageClock, report: Report
     ) -> tuple[np.ndarray, list[FaceCrop]]:
-        working, scale = fit_working_size(image, MAX_WORKING_SIDE)
+        working, scale = fit_working_size(image)
         if scale != 1.0:
             report.adjustments.extend(note for note in working.notes if note not in image.notes)
         holes = _hole_mask(working, mask, options) if options.task == "inpaint" else None
@@ -116,7 +115,7 @@ class Pipeline:
             prepared = self._prepare(key, [whole], [], [bgr], [holes] if holes is not None else None, options, clock)
         else:
             report.reused.append("the encoded face")
-        faces = self._decode(prepared, options, image.is_gray, clock, report)
+        faces = self._decode(prepared, options, image.is_gray, clock, upscale=1)
         report.faces = [face_report(d.box, d.landmarks, d.score) for d in prepared.detected]
         return finish_output(faces[0], image), faces
 
@@ -144,7 +143,7 @@ class Pipeline:
         report.faces = [face_report(d.box, d.landmarks, d.score) for d in prepared.detected]
         if not prepared.detected:
             report.notices.append("No face was found in this image; it was only upscaled.")
-        faces = self._decode(prepared, options, image.is_gray, clock, report)
+        faces = self._decode(prepared, options, image.is_gray, clock, upscale)
 
         background = self._background(prepared, image.bgr, upscale, options, clock, report)
         if faces:
@@ -205,8 +204,14 @@ class Pipeline:
         return prepared
 
     def _decode(
-        self, prepared: PreparedFaces, options: RestoreOptions, is_gray: bool, clock: StageClock, report: Report
+        self,
+        prepared: PreparedFaces,
+        options: RestoreOptions,
+        is_gray: bool,
+        clock: StageClock,
+        upscale: int,
     ) -> list[FaceCrop]:
+        """The faces at this run's fidelity, as they will be pasted (upsampled by `upscale` if asked)."""
         if not prepared.crops:
             return []
         net = self.models.codeformer(options.task)
@@ -214,15 +219,17 @@ class Pipeline:
         with clock.stage("decode", f"Decoding {len(prepared.crops)} face(s) at fidelity {w:g}"):
             faces = decode_faces(net, prepared.encoded, fidelity=w, fast=options.fast)
         if prepared.face_holes is not None:
-            faces = [np.where(hole[..., None] > 0.5, out, crop) for out, crop, hole in
-                     zip(faces, prepared.crops, prepared.face_holes)]
+            faces = [
+                np.where(hole[..., None] > 0.5, out, crop)
+                for out, crop, hole in zip(faces, prepared.crops, prepared.face_holes)
+            ]
         if is_gray and options.task != "colorize":
             # The official code keeps a grey photo grey: the network tends to add colour casts.
             faces = [_gray3(face) for face in faces]
-        if options.face_upsample and options.upscale > 1 and not options.aligned:
+        if options.face_upsample and upscale > 1:
             upsampler = self.models.upsampler(progress=clock.download_progress)
             with clock.stage("face upsample", "Upsampling faces"):
-                faces = [upsampler.upsample(face, outscale=options.upscale) for face in faces]
+                faces = [upsampler.upsample(face, outscale=upscale) for face in faces]
         return faces
 
     def _paste_masks(
@@ -266,7 +273,8 @@ class Pipeline:
                 upsampler = self.models.upsampler(progress=clock.download_progress)
                 background = upsampler.upsample(bgr, outscale=upscale)
             elif upscale > 1:
-                background = cv2.resize(bgr, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LANCZOS4)
+                # Bilinear, as the official paste-back resizes the input when no upsampler is used.
+                background = cv2.resize(bgr, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LINEAR)
             else:
                 background = bgr
         prepared.backgrounds[key] = background

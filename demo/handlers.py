@@ -190,7 +190,9 @@ class PhotoHandlers:
             raise gr.Error(NO_PHOTO)
         return self._run_for_page(image, mask, options, progress)
 
-    def change_fidelity(self, fidelity: float, last_run: LastRun | None, progress: gr.Progress = gr.Progress()) -> tuple:
+    def change_fidelity(
+        self, fidelity: float, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
+    ) -> tuple:
         """The fidelity slider moved: re-render the last restore at the new w. The pipeline keeps that image's
         detections and encoding, so only the decoder and the paste-back run again (the report says so)."""
         if last_run is None or last_run.options.task != "restore" or last_run.options.fidelity == fidelity:

@@ -78,6 +78,7 @@ def _photo_tab(handlers: PhotoHandlers) -> None:
                                       "re-renders the result without detecting or encoding again.")
             with gr.Accordion("Options", open=True):
                 options = _option_widgets()
+                upscale, aligned = options[:2]
             run = gr.Button("Run", variant="primary", elem_id="run")
         with gr.Column():
             before_after = gr.ImageSlider(type="filepath", format="png", label="Before / after", interactive=False,
@@ -93,7 +94,7 @@ def _photo_tab(handlers: PhotoHandlers) -> None:
     gr.Examples(
         examples=[[str(e.path), e.task, e.aligned, e.fidelity, e.upscale] for e in examples],
         example_labels=[e.label for e in examples],
-        inputs=[photo, task, options[1], fidelity, options[0]],
+        inputs=[photo, task, aligned, fidelity, upscale],
         label="Examples (made from scikit-image's public-domain astronaut photo)",
     )
 

@@ -77,5 +77,6 @@ def test_a_checkpoint_for_another_network_is_named(tmp_path):
     wrong = tmp_path / "RealESRGAN_x4plus.pth"
     x4 = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=2, num_grow_ch=32, scale=4)
     torch.save({"params_ema": x4.state_dict()}, wrong)
-    with pytest.raises(CheckpointMismatchError, match=r"x4plus\.pth does not fit the Real-ESRGAN x2plus.*RealESRGAN_x2plus"):
+    mismatch = r"x4plus\.pth does not fit the Real-ESRGAN x2plus.*RealESRGAN_x2plus"
+    with pytest.raises(CheckpointMismatchError, match=mismatch):
         BackgroundUpsampler.from_checkpoint(wrong)

@@ -106,7 +106,8 @@ def official_retinaface_file(path: Path, network: str) -> Path:
 
 @pytest.fixture(scope="module")
 def mobile_checkpoint(tmp_path_factory):
-    return official_retinaface_file(tmp_path_factory.mktemp("retinaface") / "detection_mobilenet0.25_Final.pth", "mobile0.25")
+    directory = tmp_path_factory.mktemp("retinaface")
+    return official_retinaface_file(directory / "detection_mobilenet0.25_Final.pth", "mobile0.25")
 
 
 def test_retinaface_loads_the_official_layout_and_detects(mobile_checkpoint):
@@ -127,7 +128,8 @@ def test_retinaface_detection_size_follows_the_official_minimum_and_our_maximum(
 
 
 def test_retinaface_wrong_and_corrupt_checkpoints_are_named(tmp_path, mobile_checkpoint):
-    with pytest.raises(CheckpointMismatchError, match=r"does not fit the RetinaFace resnet50.*detection_Resnet50_Final"):
+    mismatch = r"does not fit the RetinaFace resnet50.*detection_Resnet50_Final"
+    with pytest.raises(CheckpointMismatchError, match=mismatch):
         RetinaFaceDetector.from_checkpoint(mobile_checkpoint, "resnet50")
     corrupt = tmp_path / "detection_Resnet50_Final.pth"
     corrupt.write_bytes(b"\x00" * 1000)

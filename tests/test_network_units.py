@@ -20,6 +20,7 @@ from codeformer_core.errors import (
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, reduced_precision
 from codeformer_core.network.codeformer import adaptive_instance_normalization, network_skeleton
+from codeformer_core.network import precision
 from codeformer_core.network.precision import autocast_for
 from codeformer_core.network.transformer import TransformerSALayer
 from codeformer_core.network.vqgan import AttnBlock, ResBlock, VectorQuantizer
@@ -208,7 +209,15 @@ def test_invalid_faces_are_refused(restore_net: nn.Module, faces: torch.Tensor) 
 def test_invalid_precision_is_refused() -> None:
     with pytest.raises(InvalidOptionError, match="precision must be one of float32, bf16, fp16; got 'half'"):
         autocast_for("half", torch.device("cpu"))
-    assert reduced_precision("cpu") == "bf16" and reduced_precision(torch.device("cuda", 0)) == "fp16"
+
+
+@pytest.mark.parametrize(("native_bf16", "cpu_choice"), [(True, "bf16"), (False, "float32")])
+def test_reduced_precision_is_fp16_on_cuda_and_bf16_only_on_cpus_built_for_it(
+    monkeypatch: pytest.MonkeyPatch, native_bf16: bool, cpu_choice: str
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    assert reduced_precision("cpu") == cpu_choice
+    assert reduced_precision(torch.device("cuda", 0)) == "fp16"
 
 
 # --- building blocks ------------------------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ class CodeFormer(nn.Module):
 
     Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact;
     "bf16" or "fp16" run under `torch.autocast` on the input's device: faster where the hardware has the
-    units, not bit-equal). Whatever the precision, results come back as float32.
+    units, far slower where it emulates them; `reduced_precision(device)` picks the one worth using).
+    Whatever the precision, results come back as float32.
     Memory layout: `use_channels_last()` runs the convolutions on N x H x W x C data, which oneDNN needs no
     reordering for; faster on CPU, but its float32 sums come in another order (logits move by up to ~1e-4),
     so the default layout is the one the golden tests pin.

@@ -1,0 +1,38 @@
+"""Fixtures shared by the test modules."""
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .checkpoint_files import WRITERS
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def stand_in_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Path]]:
+    """`stand_in_weights(*names)`: a new weights directory holding the named official files' stand-ins.
+
+    Each file is generated at most once per session (a CodeFormer file is ~370 MB and takes seconds) and
+    hard-linked into every directory that asks for it.
+    """
+    store = tmp_path_factory.mktemp("stand-in-weights")
+    lock = threading.Lock()
+
+    def directory_with(*names: str) -> Path:
+        target = Path(tmp_path_factory.mktemp("weights"))
+        for name in names:
+            original = store / name
+            with lock:
+                if not original.exists():
+                    WRITERS[name](original.with_suffix(".partial"))
+                    os.replace(original.with_suffix(".partial"), original)
+            os.link(original, target / name)
+        return target
+
+    yield directory_with
+    shutil.rmtree(store, ignore_errors=True)

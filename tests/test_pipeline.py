@@ -1,0 +1,177 @@
+"""The whole data path on real samples with stand-in weights: every task, whole photos and aligned faces.
+
+CodeFormer runs with golden-filled weights (its real architecture and cost); the parser has random weights, so
+paste masks are arbitrary but real; faces are found with dlib, the one detector with real weights here.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from codeformer_core import cli
+from codeformer_core.alignment import estimate_alignment, inverse_affine
+from codeformer_core.errors import DeviceError
+from codeformer_core.images import read_image
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.weights import WeightStore
+
+from .conftest import SAMPLES
+
+WHOLE_PHOTO_FILES = ("codeformer.pth", "codeformer_inpainting.pth", "parsing_parsenet.pth")
+ALIGNED_FILES = ("codeformer.pth", "codeformer_colorization.pth", "codeformer_inpainting.pth")
+
+
+@pytest.fixture(scope="module")
+def pipeline(stand_in_weights) -> Pipeline:
+    return Pipeline(WeightStore(stand_in_weights(*sorted(set(WHOLE_PHOTO_FILES + ALIGNED_FILES)))), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_face_photo():
+    return read_image(SAMPLES / "whole" / "03.jpg")
+
+
+@pytest.fixture(scope="module")
+def restored_whole(pipeline, one_face_photo):
+    options = RestoreOptions(detector="dlib", upscale=2, fidelity=0.5)
+    return pipeline.run(one_face_photo, options)
+
+
+def face_square(report_face, scale: int = 1) -> tuple[slice, slice]:
+    x1, y1, x2, y2 = (int(round(v * scale)) for v in report_face.box)
+    return slice(y1, y2), slice(x1, x2)
+
+
+def test_whole_photo_restore_pastes_the_face_back_and_leaves_the_rest(restored_whole, one_face_photo):
+    height, width = one_face_photo.bgr.shape[:2]
+    result = restored_whole
+    assert result.image.shape == (2 * height, 2 * width, 3)
+    assert len(result.report.faces) == 1 and result.report.faces_restored == 1
+    assert len(result.faces) == 1 and result.faces[0].shape == (512, 512, 3)
+    assert {"detect", "align", "encode", "decode", "parse", "paste"} <= set(result.report.timings)
+
+    upscaled = cv2.resize(one_face_photo.bgr, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    rows, cols = face_square(result.report.faces[0], scale=2)
+    inside = np.abs(result.image[rows, cols].astype(int) - upscaled[rows, cols].astype(int))
+    assert inside.mean() > 5, "the face region should hold the network's face"
+    # Outside the aligned crop's footprint (the crop square carried back into the output) no pixel may change.
+    to_output = inverse_affine(estimate_alignment(np.array(result.report.faces[0].landmarks)), 2)
+    footprint = cv2.warpAffine(np.ones((512, 512), np.uint8), to_output, (2 * width, 2 * height))
+    footprint = cv2.dilate(footprint, np.ones((5, 5), np.uint8)) > 0
+    assert footprint.mean() < 0.6
+    assert np.array_equal(result.image[~footprint], upscaled[~footprint])
+
+
+def test_a_new_fidelity_reuses_detection_encoding_and_masks(pipeline, one_face_photo, restored_whole):
+    again = pipeline.run(one_face_photo, RestoreOptions(detector="dlib", upscale=2, fidelity=1.0))
+
+    assert {"detect", "encode", "parse", "background"}.isdisjoint(again.report.timings)
+    assert {"decode", "paste"} <= set(again.report.timings)
+    assert "face detection, alignment and encoding" in again.report.reused
+    assert "paste masks" in again.report.reused
+    assert "Reused from the previous run" in again.report.summary()
+    assert not np.array_equal(again.faces[0], restored_whole.faces[0]), "w=1 and w=0.5 must differ"
+
+
+def test_aligned_colorize_adds_colour_to_a_gray_face(pipeline):
+    gray = read_image(SAMPLES / "gray" / "Hepburn02.png")
+    assert gray.is_gray
+
+    result = pipeline.run(gray, RestoreOptions(task="colorize", aligned=True))
+
+    assert result.image.shape == (512, 512, 3)
+    spread = np.abs(result.image[..., 0].astype(int) - result.image[..., 2].astype(int)).mean()
+    assert spread > 1, "the colorization network's output should not be gray"
+    assert result.report.fidelity == 0.0
+
+
+def test_restore_keeps_a_gray_rgba_face_gray_and_its_alpha(pipeline):
+    rgba = read_image(SAMPLES / "gray" / "Einstein02.png")
+    assert rgba.alpha is not None and rgba.is_gray
+
+    result = pipeline.run(rgba, RestoreOptions(aligned=True, fidelity=0.7))
+
+    assert result.image.shape == (512, 512, 4)
+    assert np.array_equal(result.image[..., 3], rgba.alpha)
+    assert np.array_equal(result.image[..., 0], result.image[..., 1])
+    assert np.array_equal(result.image[..., 1], result.image[..., 2])
+
+
+def test_aligned_inpaint_changes_only_the_white_strokes(pipeline):
+    masked = read_image(SAMPLES / "masked" / "00108.png")
+    holes = np.all(masked.bgr == 255, axis=2)
+    assert holes.any()
+
+    result = pipeline.run(masked, RestoreOptions(task="inpaint", aligned=True))
+
+    assert np.array_equal(result.image[~holes], masked.bgr[~holes])
+    assert np.any(result.image[holes] != 255)
+    assert result.report.fidelity == 1.0
+
+
+def test_whole_photo_inpaint_with_a_separate_mask_changes_only_the_mask(pipeline, one_face_photo, restored_whole):
+    rows, cols = face_square(restored_whole.report.faces[0])
+    mask = np.zeros(one_face_photo.bgr.shape[:2], np.float32)
+    centre_rows = slice(rows.start + (rows.stop - rows.start) // 3, rows.stop - (rows.stop - rows.start) // 3)
+    centre_cols = slice(cols.start + (cols.stop - cols.start) // 3, cols.stop - (cols.stop - cols.start) // 3)
+    mask[centre_rows, centre_cols] = 1.0
+
+    result = pipeline.run(
+        one_face_photo, RestoreOptions(task="inpaint", detector="dlib", upscale=1, parse_paste=False), mask=mask
+    )
+
+    outside = mask == 0
+    assert np.array_equal(result.image[outside], one_face_photo.bgr[outside])
+    assert np.any(result.image[mask > 0] != one_face_photo.bgr[mask > 0])
+
+
+def test_a_photo_without_faces_is_upscaled_and_says_so(tmp_path):
+    gradient = np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (64, 1))
+    image = read_image(cv2.imencode(".png", cv2.merge([gradient] * 3))[1].tobytes())
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+
+    result = pipeline.run(image, RestoreOptions(detector="dlib", upscale=3))
+
+    assert result.image.shape == (192, 288, 3)
+    assert result.faces == [] and result.report.faces == []
+    assert any("No face was found" in notice for notice in result.report.notices)
+
+
+def test_the_cli_writes_the_report_as_json(tmp_path):
+    photo = tmp_path / "landscape.png"
+    cv2.imwrite(str(photo), np.full((80, 120, 3), 90, np.uint8))
+    report_path = tmp_path / "report.json"
+
+    code = cli.main([
+        "restore", str(photo), "-o", str(tmp_path / "out"), "--detector", "dlib", "--upscale", "1",
+        "--weights-dir", str(tmp_path / "empty"), "--json", str(report_path),
+    ])
+
+    assert code == 0
+    assert (tmp_path / "out" / "landscape.png").is_file()
+    report = json.loads(report_path.read_text())[str(photo)]
+    assert report["faces"] == [] and report["output_size"] == [120, 80]
+    assert "detect" in report["timings"]
+
+
+def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkeypatch, tmp_path):
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+    monkeypatch.setattr("codeformer_core.pipeline.chunk_size_for", lambda device: 4)
+    chunks_tried = []
+
+    def work(chunk: int) -> list[int]:
+        chunks_tried.append(chunk)
+        if chunk > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return [chunk]
+
+    assert pipeline._with_smaller_chunks(work) == [1]
+    assert chunks_tried == [4, 1]
+
+    monkeypatch.setattr(pipeline, "_run", lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    with pytest.raises(DeviceError, match="ran out of memory"):
+        pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
