@@ -15,19 +15,15 @@ from .errors import CheckpointMismatchError, CorruptWeightsError, WeightsUnavail
 from .layouts import Task
 from .network import CONFIGS, CodeFormer
 from .network.codeformer import network_skeleton
+from .weights_registry import CODEFORMER_FILES
 
 # Where the official CodeFormer, facexlib and Real-ESRGAN files keep their state_dict, in order of preference.
 WRAPPER_KEYS = ("params_ema", "params")
-# Errors torch.load raises on bytes that are not a (complete) checkpoint.
-_UNREADABLE = (RuntimeError, EOFError, KeyError, IndexError, ValueError, pickle.UnpicklingError)
+# Errors torch.load raises on bytes that are not a (complete) checkpoint; a truncated zip gives a bare OSError.
+_UNREADABLE = (RuntimeError, EOFError, KeyError, IndexError, ValueError, OSError, pickle.UnpicklingError)
 # Phrases of the weights-only unpickler when it meets a class or function it will not import.
 _REFUSED_CODE = re.compile(r"GLOBAL|allowlisted|must be imported")
 _LISTED_KEYS = 5
-_OFFICIAL_FILES: dict[Task, str] = {
-    "restore": "codeformer.pth",
-    "colorize": "codeformer_colorization.pth",
-    "inpaint": "codeformer_inpainting.pth",
-}
 
 
 def read_state_dict(path: str | Path, *, key: str | None = None) -> dict[str, Tensor]:
@@ -119,7 +115,7 @@ def _mismatch_message(
     elif likely == task:
         verdict = f"it looks like an altered {task} checkpoint"
     else:
-        verdict = f"it looks like the {likely} checkpoint, {_OFFICIAL_FILES[likely]}"
+        verdict = f"it looks like the {likely} checkpoint, {CODEFORMER_FILES[likely]}"
     missing = [name for name in expected if name not in found]
     unexpected = [name for name in found if name not in expected]
     reshaped = [
@@ -131,7 +127,7 @@ def _mismatch_message(
     details = "; ".join(f"{label}: {_first(names)}" for label, names in problems if names)
     return (
         f"{path} does not fit the {task} network ({verdict}). {details}. "
-        f"The {task} task needs {_OFFICIAL_FILES[task]}."
+        f"The {task} task needs {CODEFORMER_FILES[task]}."
     )
 
 
