@@ -4,7 +4,6 @@ The network is basicsr's RRDBNet in the x2plus configuration; realesrgan's `Real
 (400 px tiles with 40 px of overlap, as the official script) so memory stays bounded on large photos.
 """
 
-import textwrap
 import threading
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import numpy as np
 import torch
 
 from . import compat  # noqa: F401 - must precede basicsr/realesrgan, which import a module torchvision removed
-from .checkpoints import read_state_dict
-from .errors import CheckpointMismatchError, InvalidImageError, InvalidOptionError
+from .checkpoints import load_weights_into, read_state_dict
+from .errors import InvalidImageError, InvalidOptionError
 from .layouts import BGRImage
 
 from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402
@@ -67,13 +66,7 @@ class BackgroundUpsampler:
         state_dict = read_state_dict(path)
         with torch.device("meta"):  # no random initialisation (~3 s here): every tensor comes from the file
             model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
-        try:
-            model.load_state_dict(state_dict, strict=True, assign=True)
-        except RuntimeError as error:
-            raise CheckpointMismatchError(
-                f"{path} does not fit the Real-ESRGAN x2plus network ({textwrap.shorten(str(error), 300)}). "
-                f"It needs the official {REALESRGAN_FILE}."
-            ) from error
+        load_weights_into(model, state_dict, path, "Real-ESRGAN x2plus network", REALESRGAN_FILE)
         half = device.type == "cuda"
         model = model.eval().to(device)
         if half:

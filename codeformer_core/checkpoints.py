@@ -5,6 +5,7 @@ Files are read with `torch.load(..., weights_only=True)`: a pickle that would ru
 
 import pickle
 import re
+import textwrap
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -67,6 +68,21 @@ def load_network(task: Task, path: str | Path, device: torch.device | str = "cpu
     # float32 conversion (a no-op for the published files) keeps the network float32 whatever the file holds.
     net.load_state_dict({name: t.float() for name, t in state_dict.items()}, strict=True, assign=True)
     return net.to(device)
+
+
+def load_weights_into(network: torch.nn.Module, state_dict: dict[str, Tensor], path: str | Path, what: str,
+                      official_name: str) -> torch.nn.Module:
+    """`network` (built on the meta device, so nothing was initialised for nothing) holding `state_dict`, strictly.
+
+    Raises CheckpointMismatchError naming the file, the network it was meant for and the official file it needs.
+    """
+    try:
+        network.load_state_dict(state_dict, strict=True, assign=True)
+    except RuntimeError as error:
+        raise CheckpointMismatchError(
+            f"{path} does not fit the {what} ({textwrap.shorten(str(error), 300)}). It needs the official {official_name}."
+        ) from error
+    return network
 
 
 def checkpoint_task(shapes: dict[str, tuple[int, ...]]) -> Task | None:

@@ -5,7 +5,6 @@ filters (tiny or side-on faces, only the centre face) and our face-count limit.
 """
 
 import importlib.util
-import textwrap
 import threading
 import warnings
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ import numpy as np
 import torch
 
 from .alignment import FFHQ_TEMPLATE_512
-from .checkpoints import read_state_dict
-from .errors import CheckpointMismatchError, InvalidOptionError
+from .checkpoints import load_weights_into, read_state_dict
+from .errors import InvalidOptionError
 from .layouts import BGRImage, Box, Landmarks5
 
 RetinaFaceNetwork = Literal["resnet50", "mobile0.25"]
@@ -122,13 +121,7 @@ class RetinaFaceDetector:
             # facexlib asks torchvision for resnet50(pretrained=False): deprecated wording, no download.
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
             model = RetinaFace(network_name=network, half=False, phase="test", device=device)
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as error:
-            raise CheckpointMismatchError(
-                f"{path} does not fit the RetinaFace {network} detector "
-                f"({textwrap.shorten(str(error), 300)}). It needs the official {RETINAFACE_FILES[network]}."
-            ) from error
+        load_weights_into(model, state_dict, path, f"RetinaFace {network} detector", RETINAFACE_FILES[network])
         return cls(model.eval(), min_side=min_side, max_side=max_side)
 
     def detection_scale(self, height: int, width: int) -> float:

@@ -5,7 +5,6 @@ rectangle of the crop (in output pixels: its margins depend on how big the face 
 always uses the rectangle and, with parsing on, the smaller of the two at each pixel.
 """
 
-import textwrap
 from pathlib import Path
 
 import cv2
@@ -13,8 +12,8 @@ import numpy as np
 import torch
 
 from .alignment import FACE_SIZE
-from .checkpoints import read_state_dict
-from .errors import CheckpointMismatchError, InvalidOptionError
+from .checkpoints import load_weights_into, read_state_dict
+from .errors import InvalidOptionError
 from .layouts import FaceCrop, Mask
 
 PARSER_FILE = "parsing_parsenet.pth"
@@ -62,13 +61,7 @@ class FaceParser:
         state_dict = read_state_dict(path)
         with torch.device("meta"):  # no random initialisation: every tensor comes from the file
             network = ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19)
-        try:
-            network.load_state_dict(state_dict, strict=True, assign=True)
-        except RuntimeError as error:
-            raise CheckpointMismatchError(
-                f"{path} does not fit the ParseNet face parser ({textwrap.shorten(str(error), 300)}). "
-                f"It needs the official {PARSER_FILE}."
-            ) from error
+        load_weights_into(network, state_dict, path, "ParseNet face parser", PARSER_FILE)
         return cls(network.eval().to(device), device, resolution=resolution, max_batch=max_batch)
 
     def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:

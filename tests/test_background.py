@@ -13,17 +13,14 @@ from codeformer_core.errors import CheckpointMismatchError, InvalidImageError, I
 
 from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402 - after codeformer_core.background installed the shim
 
+from .checkpoint_files import write_realesrgan
+
 TILE = 8
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """RealESRGAN_x2plus.pth keeps its state_dict under params_ema."""
-    torch.manual_seed(0)
-    model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2)
-    path = tmp_path_factory.mktemp("realesrgan") / "RealESRGAN_x2plus.pth"
-    torch.save({"params_ema": model.state_dict()}, path)
-    return path
+    return write_realesrgan(tmp_path_factory.mktemp("realesrgan") / "RealESRGAN_x2plus.pth")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 and the face-selection rules."""
 
 import sys
-import warnings
 from pathlib import Path
 
 import cv2
@@ -19,6 +18,8 @@ from codeformer_core.detection import (
     select_faces,
 )
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
+
+from .checkpoint_files import write_retinaface
 
 WHOLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "whole"
 FACES_PER_SAMPLE = {"00.jpg": 4, "01.jpg": 4, "03.jpg": 1, "04.jpg": 1, "05.jpg": 1}
@@ -92,22 +93,10 @@ def test_missing_dlib_is_a_clear_option_error(monkeypatch):
 # ---------------------------------------------------------------- RetinaFace
 
 
-def official_retinaface_file(path: Path, network: str) -> Path:
-    """Random weights (fixed seed) saved like the published files: a bare state_dict with `module.` prefixes."""
-    from facexlib.detection.retinaface import RetinaFace
-
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = RetinaFace(network_name=network, device=torch.device("cpu"))
-    torch.save({f"module.{name}": tensor for name, tensor in model.state_dict().items()}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def mobile_checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("retinaface")
-    return official_retinaface_file(directory / "detection_mobilenet0.25_Final.pth", "mobile0.25")
+    return write_retinaface(directory / "detection_mobilenet0.25_Final.pth", "mobile0.25")
 
 
 def test_retinaface_loads_the_official_layout_and_detects(mobile_checkpoint):

@@ -4,22 +4,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from facexlib.parsing.parsenet import ParseNet
 
 from codeformer_core.alignment import FACE_SIZE
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
 from codeformer_core.parsing import FaceParser, eroded_rectangle_mask, soft_face_masks
+
+from .checkpoint_files import write_parsenet
 
 SKIN, NECK, HAIR, HAT = 1, 17, 13, 14
 
 
 @pytest.fixture(scope="module")
 def parser_checkpoint(tmp_path_factory):
-    """parsing_parsenet.pth is a bare state_dict (no params/params_ema wrapper)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("parsenet") / "parsing_parsenet.pth"
-    torch.save(ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19).state_dict(), path)
-    return path
+    return write_parsenet(tmp_path_factory.mktemp("parsenet") / "parsing_parsenet.pth")
 
 
 @pytest.fixture(scope="module")
