@@ -1,7 +1,6 @@
 """The Batch tab: several photos with the same options, each result in a gallery and all of them in one zip.
 
-A file that cannot be processed is listed with its error in the status box; the others still finish. The option
-widgets here are shared with the Video tab (`option_widgets`).
+A file that cannot be processed is listed with its error in the status box; the others still finish.
 """
 
 from pathlib import Path
@@ -9,16 +8,12 @@ from pathlib import Path
 import gradio as gr
 
 from codeformer_core.batch import run_batch
-from codeformer_core.options import DETECTORS, MAX_UPSCALE
 from codeformer_core.pipeline import Pipeline
 
 from .handlers import OptionValues, make_options, user_errors
 from .outputs import RequestFiles
+from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
 
-PIPELINE_GROUP = "pipeline"
-"""Same value as `ui.PIPELINE_GROUP` (not imported: ui imports this module), so a batch queues with the photo
-events instead of running beside them."""
-TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize")]
 NO_FILES = "Upload one or more photos first."
 
 
@@ -41,33 +36,6 @@ def build_batch_tab(pipeline: Pipeline) -> None:
         handler.run, inputs=[photos, task, fidelity, *options], outputs=[gallery, archive, status],
         api_name="batch", concurrency_id=PIPELINE_GROUP,
     )  # fmt: skip
-
-
-def task_widgets(prefix: str) -> tuple[gr.Radio, gr.Slider]:
-    """Task (restore or colorize: inpaint needs a mask per photo) and fidelity, with elem_ids `<prefix>-...`."""
-    task = gr.Radio(TASK_CHOICES, value="restore", label="Task", elem_id=f"{prefix}-task")
-    fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="Fidelity (w)", elem_id=f"{prefix}-fidelity",
-                         info="Restore only: 0 favours quality, 1 stays closest to the input.")  # fmt: skip
-    return task, fidelity
-
-
-def option_widgets(prefix: str, *, aligned: bool, upscale: int) -> list[gr.components.Component]:
-    """The widgets of `OptionValues`, in its order, with elem_ids `<prefix>-...` (unique on the page). With
-    aligned=False the aligned checkbox is left out (a video frame is never an aligned crop)."""
-    upscale_widget = gr.Slider(1, MAX_UPSCALE, value=upscale, step=1, precision=0, label="Upscale the whole picture",
-                               elem_id=f"{prefix}-upscale")  # fmt: skip
-    aligned_widget = [
-        gr.Checkbox(False, label="Aligned faces", info="Every photo is a 512x512 face aligned like FFHQ.",
-                    elem_id=f"{prefix}-aligned")
-    ] if aligned else []  # fmt: skip
-    return [
-        upscale_widget,
-        *aligned_widget,
-        gr.Checkbox(False, label="Enhance the background (Real-ESRGAN)", elem_id=f"{prefix}-background-enhance"),
-        gr.Checkbox(False, label="Upsample the restored faces (Real-ESRGAN)", elem_id=f"{prefix}-face-upsample"),
-        gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="Face detector", elem_id=f"{prefix}-detector"),
-        gr.Checkbox(False, label="Only the face nearest the centre", elem_id=f"{prefix}-only-center-face"),
-    ]
 
 
 class BatchHandler:

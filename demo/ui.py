@@ -1,7 +1,7 @@
 """The page: layout and event wiring only. What the events do is in `handlers.py`.
 
 Every model-running event shares one concurrency group, so the queue's limit bounds them all together. The
-Photo tab is a `gr.Tab`; further tabs (batch, video) go next to it in `build_demo`.
+Photo, Batch and Video tabs sit side by side.
 """
 
 import gradio as gr
@@ -9,12 +9,13 @@ import gradio as gr
 from codeformer_core.options import DETECTORS, MAX_UPSCALE
 from codeformer_core.pipeline import Pipeline
 
+from .batch_tab import build_batch_tab
 from .examples import bundled_examples
 from .handlers import PhotoHandlers
 from .notices import missing_weights_notice
+from .video_tab import build_video_tab
+from .widgets import PIPELINE_GROUP, option_widgets
 
-PIPELINE_GROUP = "pipeline"
-"""concurrency_id of every event that runs the network."""
 DELETE_CACHE = (1800, 3600)
 """Every 30 minutes, Gradio deletes the files it cached for the page (uploads, results) once they are 1 hour old."""
 TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize"), ("Inpaint", "inpaint")]
@@ -22,7 +23,7 @@ INTRO = """# CodeFormer face restoration
 Upload a photo, choose a task and press **Run**. *Restore* repairs blurry, noisy or compressed faces;
 *Colorize* gives black-and-white faces colour; *Inpaint* fills the parts of a face you paint white.
 Based on [CodeFormer](https://github.com/sczhou/CodeFormer) (Zhou et al., NeurIPS 2022)."""
-API_HELP = """Programmatic use: the endpoints `/restore`, `/colorize` and `/inpaint` work with
+API_HELP = """Programmatic use: the endpoints `/restore`, `/colorize`, `/inpaint`, `/batch` and `/video` work with
 [`gradio_client`](https://www.gradio.app/guides/getting-started-with-the-python-client); see "Use via API" below."""
 
 
@@ -34,6 +35,8 @@ def build_demo(pipeline: Pipeline) -> gr.Blocks:
         weights_notice = gr.Markdown(visible=False, elem_id="weights-notice")
         with gr.Tab("Photo"):
             _photo_tab(handlers)
+        build_batch_tab(pipeline)
+        build_video_tab(pipeline)
         gr.Markdown(API_HELP)
         _api_endpoints(handlers)
         demo.load(
@@ -46,20 +49,6 @@ def _notice_update(pipeline: Pipeline) -> dict:
     """Checked at each page load, so the banner goes away once the files have been fetched."""
     text = missing_weights_notice(pipeline)
     return gr.update(value=text, visible=bool(text))
-
-
-def _option_widgets() -> list[gr.components.Component]:
-    """upscale, aligned, background enhance, face upsample, detector, only-center-face: `OptionValues`'s order."""
-    return [
-        gr.Slider(1, MAX_UPSCALE, value=2, step=1, precision=0, label="Upscale the whole photo",
-                  info="Ignored for an aligned face.", elem_id="upscale"),
-        gr.Checkbox(False, label="Aligned face", info="The photo is a 512x512 face aligned like FFHQ: skip detection.",
-                    elem_id="aligned"),
-        gr.Checkbox(False, label="Enhance the background (Real-ESRGAN)", elem_id="background-enhance"),
-        gr.Checkbox(False, label="Upsample the restored faces (Real-ESRGAN)", elem_id="face-upsample"),
-        gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="Face detector", elem_id="detector"),
-        gr.Checkbox(False, label="Only the face nearest the centre", elem_id="only-center-face"),
-    ]
 
 
 def _photo_tab(handlers: PhotoHandlers) -> None:
@@ -77,7 +66,7 @@ def _photo_tab(handlers: PhotoHandlers) -> None:
                                  info="0 favours quality, 1 stays closest to the input. Moving it after a run "
                                       "re-renders the result without detecting or encoding again.")
             with gr.Accordion("Options", open=True):
-                options = _option_widgets()
+                options = option_widgets(None, aligned=True, upscale=2)
                 upscale, aligned = options[:2]
             run = gr.Button("Run", variant="primary", elem_id="run")
         with gr.Column():

@@ -14,9 +14,9 @@ from codeformer_core.images import safe_stem
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.video import restore_video
 
-from .batch_tab import PIPELINE_GROUP, option_widgets, task_widgets
 from .handlers import OptionValues, make_options, user_errors
 from .outputs import RequestFiles
+from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
 
 ENV_MAX_SECONDS = "CODEFORMER_MAX_VIDEO_SECONDS"
 DEFAULT_MAX_SECONDS = 60.0

@@ -1,13 +1,10 @@
-"""Many photos at once: the batch module (results, error lines, the zip) and the command line on a folder.
+"""Many photos at once: the batch module (results, error lines, the zip), its tab, and the command line on a folder.
 
 The photos are aligned 512x512 faces from the shared samples, so no detector is needed; the network runs with
-golden-filled weights in the published checkpoint format (tests/golden.py), read from a temporary weights dir.
+golden-filled weights in the published checkpoint format (the session's stand-in weights, tests/conftest.py).
 """
 
-import os
 import zipfile
-from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import gradio as gr
@@ -19,32 +16,19 @@ from codeformer_core.batch import run_batch
 from codeformer_core.errors import WeightsUnavailableError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
-from codeformer_core.weights import REGISTRY, WeightStore
-
+from codeformer_core.weights import WeightStore
 from demo.batch_tab import BatchHandler, build_batch_tab
 
-from .fake_hub import official_checkpoint
+from .conftest import SAMPLES
 
-__all__ = ["golden_weights_dir", "official_checkpoint", "restore_pipeline"]  # fixtures, imported for pytest
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 ALIGNED = SAMPLES / "aligned"
 NOT_AN_IMAGE = b"These are my holiday notes, not a picture.\n"
 
 
 @pytest.fixture(scope="module")
-def golden_weights_dir(official_checkpoint, tmp_path_factory) -> Path:
-    """A weights directory holding golden restore weights under the official name (a hard link, not a copy)."""
-    directory = tmp_path_factory.mktemp("weights")
-    os.link(official_checkpoint("restore"), directory / "codeformer.pth")
-    return directory
-
-
-@pytest.fixture(scope="module")
-def restore_pipeline(golden_weights_dir) -> Pipeline:
-    """A CPU pipeline over `golden_weights_dir`; the registry's official sizes would reject the golden file."""
-    registry = {name: replace(entry, size=None, sha256=None) for name, entry in REGISTRY.items()}
-    return Pipeline(WeightStore(golden_weights_dir, registry=registry, allow_url_fallback=False), device="cpu")
+def restore_pipeline(stand_in_weights) -> Pipeline:
+    """A CPU pipeline whose weights directory holds the golden-filled restore checkpoint."""
+    return Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu")
 
 
 @pytest.fixture
@@ -115,20 +99,18 @@ def test_missing_weights_stop_the_batch_instead_of_failing_each_photo(weightless
     assert list(tmp_path.glob("*.png")) == [] and list(tmp_path.glob("*.zip")) == []
 
 
-def test_cli_restores_a_folder_and_reports_the_bad_file(golden_weights_dir, tmp_path, monkeypatch, capsys):
+def test_cli_restores_a_folder_and_reports_the_bad_file(stand_in_weights, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "face.png").write_bytes((ALIGNED / "0412.png").read_bytes())
     (folder / "broken.png").write_bytes(NOT_AN_IMAGE)
     (folder / "readme.txt").write_text("not an input: wrong suffix")
-    monkeypatch.setitem(REGISTRY, "codeformer.pth", replace(REGISTRY["codeformer.pth"], size=None, sha256=None))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights_dir = stand_in_weights("codeformer.pth")
     out = tmp_path / "out"
 
     code = cli.main(
-        ["restore", str(folder), "-o", str(out), "--aligned", "--weights-dir", str(golden_weights_dir),
-         "--device", "cpu"]
-    )  # fmt: skip
+        ["restore", str(folder), "-o", str(out), "--aligned", "--weights-dir", str(weights_dir), "--device", "cpu"]
+    )
 
     assert code == 1
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

@@ -19,9 +19,10 @@ from codeformer_core.options import RestoreOptions
 from codeformer_core.video import probe_video, restore_video
 from demo.video_tab import ENV_MAX_SECONDS, VideoHandler, build_video_tab, format_duration, max_video_seconds
 
-from .test_batch import SAMPLES, golden_weights_dir, official_checkpoint, restore_pipeline, weightless_pipeline
+from .conftest import SAMPLES
+from .test_batch import restore_pipeline, weightless_pipeline
 
-__all__ = ["golden_weights_dir", "official_checkpoint", "restore_pipeline", "weightless_pipeline"]  # fixtures, imported for pytest
+__all__ = ["restore_pipeline", "weightless_pipeline"]  # fixtures, imported for pytest
 
 FPS = 10
 CHEAP = RestoreOptions(detector="dlib", parse_paste=False, upscale=1)
