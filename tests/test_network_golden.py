@@ -113,9 +113,8 @@ def test_cft_runs_only_when_w_is_positive(run: GoldenRun) -> None:
     assert run.cft_calls == {w: (blocks if w > 0 else 0) for w in FIDELITIES[run.task]}
 
 
+@pytest.mark.parametrize("run", ["inpaint"], indirect=True)
 def test_inpaint_composite_keeps_input_outside_holes(run: GoldenRun) -> None:
-    if run.task != "inpaint":
-        pytest.skip("only the inpainting reference has a composite")
     composite = composite_inpainting(run.x, run.outputs[1.0])
     expected = reference_arrays("inpaint")["composite_w1"]
     holes = (run.x == 1.0).all(dim=1, keepdim=True).expand_as(run.x)
