@@ -7,7 +7,9 @@
 - Data path: facexlib's `FaceRestoreHelper` in the order of the official `inference_codeformer.py`: read the
   image, 5-point landmarks, `align_warp_face`, then per face, one at a time, float32: `img2tensor`, normalise to
   [-1, 1], forward under `torch.no_grad()`, basicsr's `tensor2img`; then `get_inverse_affine` and
-  `paste_faces_to_input_image` with ParseNet at 512 for the paste masks.
+  `paste_faces_to_input_image` with ParseNet at 512 for the paste masks. (The official script imports the copy
+  of this helper vendored in CodeFormer's `facelib`, whose paste-back also bounds the parse mask by the soft
+  rectangle; facexlib's pastes with the parse mask alone. Same networks, slightly less mask arithmetic.)
 - The helper builds its detector and parser through facexlib's `init_*_model`, which would download from GitHub:
   `model_rootpath` points it at a directory that already holds the files under their official names.
 - Detection is not run: the landmarks come from the caller, so both paths align exactly the same faces.
@@ -32,7 +34,7 @@ from facexlib.utils.face_restoration_helper import FaceRestoreHelper  # noqa: E4
 from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch  # noqa: E402
 
 from bench_weights import CODEFORMER_FILE  # noqa: E402
-from codeformer_core.stages import StageClock  # noqa: E402
+from codeformer_core.stages import StageClock  # noqa: E402  (only its timing; no engine code runs on this path)
 
 FACE_SIZE = 512
 

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from codeformer_core.layouts import Task
+from codeformer_core.weights_registry import CODEFORMER_FILES
+
 from .checkpoint_files import WRITERS
+from .fake_hub import fake_hub  # noqa: F401 - a fixture, shared by every module from here
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
@@ -36,3 +40,14 @@ def stand_in_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Calla
 
     yield directory_with
     shutil.rmtree(store, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(stand_in_weights: Callable[..., Path]) -> Callable[[Task], Path]:
+    """`official_checkpoint(task)`: the path of a CodeFormer checkpoint for `task` in the published format."""
+
+    def path_for(task: Task) -> Path:
+        name = CODEFORMER_FILES[task]
+        return stand_in_weights(name) / name
+
+    return path_for

@@ -17,7 +17,6 @@ Tests break it on purpose with `serve_instead` (other bytes than listed: a corru
 import hashlib
 import io
 import json
-import os
 import shutil
 import socket
 import threading
@@ -34,7 +33,6 @@ import torch
 from codeformer_core.layouts import Task
 from codeformer_core.weights_registry import CODEFORMER_FILES
 
-from .golden import write_official_checkpoint
 
 Content = bytes | Path
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -312,22 +310,3 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHu
             shutil.rmtree(child)
         else:
             child.unlink()
-
-
-@pytest.fixture(scope="session")
-def official_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Task], Path]]:
-    """`official_checkpoint(task)`: a ~370 MB checkpoint in the published format under the official file name,
-    written at most once per test session."""
-    directory = tmp_path_factory.mktemp("official-checkpoints")
-    lock = threading.Lock()
-
-    def get(task: Task) -> Path:
-        path = directory / CODEFORMER_FILES[task]
-        with lock:
-            if not path.exists():
-                write_official_checkpoint(task, path.with_suffix(".partial"))
-                os.replace(path.with_suffix(".partial"), path)
-        return path
-
-    yield get
-    shutil.rmtree(directory)

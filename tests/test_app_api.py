@@ -20,9 +20,8 @@ from demo.handlers import PREVIEW_MAX_SIDE, editor_image_and_mask, preview_pair
 from demo.notices import missing_weights_notice
 
 from .app_server import SAMPLES, running_app
-from .fake_hub import closed_port_url, official_checkpoint
+from .fake_hub import closed_port_url
 
-__all__ = ["official_checkpoint"]  # fixture, imported for pytest
 
 FACE = SAMPLES / "aligned" / "0240.png"
 GRAY_FACE = SAMPLES / "gray" / "Hepburn02.png"

@@ -301,7 +301,6 @@ def test_gray_statistic_matches_the_official_formula(astronaut):
         assert read_image_array(bgr, channel_order="BGR").is_gray == expected
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared samples not present")
 def test_real_samples_gray_and_colour():
     for path in sorted((SAMPLES / "gray").glob("*.png")):
         assert read_image(path).is_gray, path.name

@@ -24,7 +24,6 @@ from codeformer_core.errors import (
 from codeformer_core.network import CodeFormer
 from codeformer_core.weights import REGISTRY, WeightFile, WeightStore, files_needed
 
-from .fake_hub import fake_hub, official_checkpoint  # noqa: F401 (fixtures)
 from .fake_hub import FakeHub, closed_port_url, silent_server_url, small_checkpoint, use_hub
 from .golden import golden_tensor
 
