@@ -121,7 +121,7 @@ class WeightStore:
         self._file_locks: dict[str, threading.Lock] = {}
         self._resolved: dict[str, Path] = {}
         self._origins: dict[str, str] = {}
-        self._downloaded: set[str] = set()
+        self._downloaded: dict[str, FileIdentity | None] = {}  # name -> the file as this process fetched it
 
     def path(self, name: str, progress: DownloadProgress | None = None) -> Path:
         """The local path of `name`, fetched and verified first if needed (once per process and store)."""
@@ -194,7 +194,7 @@ class WeightStore:
         for index, fetch in enumerate(sources):
             fetched = _fetch_verified(fetch, entry, target, progress, force, problems)
             if fetched is not None:
-                self._downloaded.add(entry.name)
+                self._downloaded[entry.name] = _identity(target)
                 self._origins[entry.name] = fetched.origin
                 return target
             if index + 1 < len(sources):
@@ -221,8 +221,9 @@ class WeightStore:
         with self._lock_for(entry.name):
             if target.is_file() and _identity(target) != identity:
                 return target  # another thread has already replaced it
-            if entry.name in self._downloaded:
-                # Fetched and verified in this process, yet the loader refuses it: fetching again won't help.
+            if entry.name in self._downloaded and self._downloaded[entry.name] == identity:
+                # Fetched and verified in this process and untouched since, yet the loader refuses it: fetching
+                # again won't help. (A file changed since, e.g. damaged on disk, is fetched again.)
                 raise error
             logger.warning("%s (%s); deleting it and fetching it again", error, entry.purpose)
             target.unlink(missing_ok=True)

@@ -256,6 +256,21 @@ def test_a_corrupt_file_in_the_weights_directory_is_reported_and_replaced(fake_h
     assert any(PARSER in r.message and "fetching it again" in r.message for r in caplog.records)
 
 
+def test_a_file_deleted_or_corrupted_while_the_app_runs_is_fetched_again(fake_hub, tmp_path):
+    fake_hub.files[PARSER] = PARSER_DATA
+    store = make_store(tmp_path)
+    first = store.path(PARSER)
+
+    first.unlink()  # deleted behind the running app's back
+    assert store.load(PARSER, read_state_dict).keys() == {"conv.weight", "conv.bias"}
+    first.write_bytes(b"\x00garbage" * 500)  # then damaged in place
+    assert store.load(PARSER, read_state_dict).keys() == {"conv.weight", "conv.bias"}
+
+    assert first.read_bytes() == PARSER_DATA
+    # The deleted file came back from the Hugging Face cache; the damaged one had to be downloaded again.
+    assert len(fake_hub.gets(PARSER)) == 2
+
+
 class _TouchOnLoad:
     """Unpickling this runs code: it would create `marker`."""
 
