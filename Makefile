@@ -29,7 +29,9 @@ run: $(VENV)/.runtime-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
 
+# The reference path needs the published architecture as spandrel packages it (bench only, not the app).
 bench: $(VENV)/.runtime-installed
+	$(BIN)/pip install --no-deps -r bench/requirements.txt
 	$(BIN)/python bench/bench.py
 
 clean-venv:
