@@ -80,7 +80,8 @@ def load_weights_into(network: torch.nn.Module, state_dict: dict[str, Tensor], p
         network.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointMismatchError(
-            f"{path} does not fit the {what} ({textwrap.shorten(str(error), 300)}). It needs the official {official_name}."
+            f"{path} does not fit the {what} ({textwrap.shorten(str(error), 300)}). "
+            f"It needs the official {official_name}."
         ) from error
     return network
 

@@ -121,3 +121,17 @@ def test_inpaint_composite_keeps_input_outside_holes(run: GoldenRun) -> None:
     assert 0 < holes.float().mean() < 1
     assert torch.equal(composite[~holes], run.x[~holes])
     assert np.abs(composite.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("run", ["restore"], indirect=True)
+def test_channels_last_decoder_keeps_codes_exact_and_outputs_within_bound(run: GoldenRun) -> None:
+    run.net.use_channels_last()
+    try:
+        encoded = run.net.encode(run.x)
+        out = run.net.decode(encoded, 1.0)
+    finally:
+        run.net.use_channels_last(False)
+    assert torch.equal(encoded.logits, run.logits)
+    assert encoded.skips[256].is_contiguous(memory_format=torch.channels_last)
+    expected = reference_arrays("restore")["out_w1"]
+    assert np.abs(out.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()

@@ -331,3 +331,13 @@ def test_encoded_faces_select_out_of_range_and_to_device() -> None:
         encoded.select(2)
     moved = encoded.to("cpu")
     assert torch.equal(moved.skips[32], encoded.skips[32]) and moved.idx.dtype == torch.int64
+
+
+def test_channels_last_switches_the_decoder_only() -> None:
+    net = network_skeleton("restore").use_channels_last()
+    channels_last = {name: p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                     for name, p in net.named_parameters() if p.ndim == 4 and p.shape[-1] > 1}
+    assert all(is_cl for name, is_cl in channels_last.items() if not name.startswith("encoder."))
+    assert not any(is_cl for name, is_cl in channels_last.items() if name.startswith("encoder."))
+    net.use_channels_last(False)
+    assert all(p.is_contiguous() for p in net.parameters())
