@@ -51,7 +51,8 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--only-center-face", action="store_true")
     parser.add_argument("--draw-box", action="store_true", help="draw the detected face boxes")
     parser.add_argument("--no-parse", action="store_true", help="paste faces back with a plain mask, not a parse mask")
-    parser.add_argument("--fast", action="store_true", help="reduced precision (bf16 on CPU, fp16 on CUDA)")
+    parser.add_argument("--fast", action="store_true",
+                        help="reduced precision where the hardware has it (fp16 on CUDA, bf16 on CPUs with native bf16)")
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")

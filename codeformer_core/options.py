@@ -21,7 +21,8 @@ class RestoreOptions:
       Only the restore task reads it: colorize always runs at w=0 and inpaint at w=1, as the paper's models do.
     upscale: final size factor of the whole image, 1-4 (ignored for aligned faces).
     aligned: the input is already a 512x512 face aligned to the FFHQ template; skip detection and paste-back.
-    fast: reduced precision (bf16 on CPU, fp16 on CUDA); close to, but not bit-equal with, float32.
+    fast: reduced precision where the hardware has it (fp16 on CUDA, bf16 on CPUs with native bf16, float32
+      elsewhere); close to, but not bit-equal with, float32.
     """
 
     task: Task = "restore"

@@ -36,6 +36,7 @@ class StageClock:
         if self._progress is None:
             return
         if total_bytes:
-            self._progress(done_bytes / total_bytes, f"Downloading {name}: {done_bytes / 1e6:.0f} of {total_bytes / 1e6:.0f} MB")
+            message = f"Downloading {name}: {done_bytes / 1e6:.0f} of {total_bytes / 1e6:.0f} MB"
+            self._progress(done_bytes / total_bytes, message)
         else:
             self._progress(0.0, f"Downloading {name}: {done_bytes / 1e6:.0f} MB")

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from codeformer_core import cli
-from codeformer_core.alignment import estimate_alignment, inverse_affine
+from codeformer_core.alignment import FFHQ_TEMPLATE_512, estimate_alignment, inverse_affine
+from codeformer_core.detection import DetectedFace
 from codeformer_core.errors import DeviceError
 from codeformer_core.images import read_image
 from codeformer_core.options import RestoreOptions
@@ -175,3 +176,28 @@ def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkey
     monkeypatch.setattr(pipeline, "_run", lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
     with pytest.raises(DeviceError, match="ran out of memory"):
         pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
+
+
+class GridDetector:
+    """Stands in for a detector on a crowd photo: 60 faces, the one at index 2 larger than the rest."""
+
+    def detect(self, image):
+        faces = []
+        for index in range(60):
+            scale = 0.2 if index == 2 else 0.1
+            offset = np.array([(index % 10) * 60.0, (index // 10) * 60.0], np.float32)
+            landmarks = (FFHQ_TEMPLATE_512 * scale + offset).astype(np.float32)
+            box = np.array([*offset, *(offset + 512 * scale)], np.float32)
+            faces.append(DetectedFace(box=box, landmarks=landmarks, score=0.99))
+        return faces
+
+
+def test_a_crowd_is_capped_to_the_largest_faces_with_a_message(stand_in_weights, one_face_photo, monkeypatch):
+    pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=1)
+    monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
+
+    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1, parse_paste=False))
+
+    assert len(result.faces) == 1 and result.report.faces_restored == 1
+    assert result.report.faces[0].box[:2] == [120.0, 0.0]  # the larger face, index 2
+    assert "60 faces were found; the 1 largest were processed (limit 1)." in result.report.adjustments
