@@ -44,7 +44,8 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
         parser.add_argument("--mask", type=Path,
                             help="mask image (white = hole); without it, pure-white pixels of the input are the holes")
     parser.add_argument("--aligned", action="store_true", help="inputs are 512x512 faces aligned to the FFHQ template")
-    parser.add_argument("-s", "--upscale", type=int, default=2, help=f"final upscale of the whole image, 1-{MAX_UPSCALE}")
+    parser.add_argument("-s", "--upscale", type=int, default=2,
+                        help=f"final upscale of the whole image, 1-{MAX_UPSCALE}")
     parser.add_argument("--bg-upsampler", choices=BACKGROUNDS, default="none", help="background upsampler")
     parser.add_argument("--face-upsample", action="store_true", help="also upsample the restored faces")
     parser.add_argument("--detector", choices=DETECTORS, default="retinaface_resnet50")
@@ -52,7 +53,8 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--draw-box", action="store_true", help="draw the detected face boxes")
     parser.add_argument("--no-parse", action="store_true", help="paste faces back with a plain mask, not a parse mask")
     parser.add_argument("--fast", action="store_true",
-                        help="reduced precision where the hardware has it (fp16 on CUDA, bf16 on CPUs with native bf16)")
+                        help="reduced precision where the hardware has it "
+                        "(fp16 on CUDA, bf16 on CPUs with native bf16)")
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from .alignment import align_faces, estimate_alignment, warp_mask_to_faces
+from .alignment import FFHQ_TEMPLATE_512, align_faces, estimate_alignment, warp_mask_to_faces
 from .detection import DetectedFace, select_faces
 from .device import resolve_device
 from .errors import DeviceError, InvalidImageError
@@ -27,6 +27,7 @@ from .prepared import PreparedCache, PreparedFaces, prepared_key
 from .report import Report, RestoreResult, face_report
 from .stages import StageClock
 from .weights import WeightStore
+from .weights_registry import files_needed
 
 Progress = Callable[[float, str], None]
 """progress(fraction in [0, 1], message) — the app turns it into a progress bar."""
@@ -109,8 +110,11 @@ class Pipeline:
         key = prepared_key(bgr, holes, options)
         prepared = self._prepared.get(key)
         if prepared is None:
+            # The whole input is the face, its landmarks where the template puts them.
             whole = DetectedFace(
-                box=np.array([0, 0, FACE_SIZE, FACE_SIZE], np.float32), landmarks=_template_landmarks(), score=1.0
+                box=np.array([0, 0, FACE_SIZE, FACE_SIZE], np.float32),
+                landmarks=np.asarray(FFHQ_TEMPLATE_512, np.float32),
+                score=1.0,
             )
             prepared = self._prepare(key, [whole], [], [bgr], [holes] if holes is not None else None, options, clock)
         else:
@@ -298,8 +302,6 @@ class Pipeline:
 
 
 def _files_for(options: RestoreOptions) -> list[str]:
-    from .weights_registry import files_needed
-
     return files_needed(
         options.task,
         detector=options.detector,
@@ -320,12 +322,6 @@ def _plan_upscale(bgr: BGRImage, options: RestoreOptions, report: Report) -> int
             f"Upscale lowered from {options.upscale} to {upscale}: the output would exceed {MAX_OUTPUT_SIDE} px."
         )
     return upscale
-
-
-def _template_landmarks() -> np.ndarray:
-    from .alignment import FFHQ_TEMPLATE_512
-
-    return np.asarray(FFHQ_TEMPLATE_512, np.float32)
 
 
 def _hole_mask(image: LoadedImage, mask: Mask | None, options: RestoreOptions) -> Mask:

@@ -93,7 +93,8 @@ class VideoResult:
     def summary(self) -> str:
         audio = "with its audio" if self.has_audio else "no audio track"
         lines = [
-            f"{self.frames} frames at {self.fps:g} fps ({self.size[0]}x{self.size[1]}, {audio}) in {self.seconds:.0f} s;"
+            f"{self.frames} frames at {self.fps:g} fps ({self.size[0]}x{self.size[1]}, {audio})"
+            f" in {self.seconds:.0f} s;"
             f" {self.faces_restored} face(s) processed in total."
         ]
         if self.frames_without_faces:
@@ -253,7 +254,8 @@ def _read_header(reader: Generator[Any, Any, None], path: Path) -> dict[str, Any
     try:
         return next(reader)
     except OSError as error:
-        raise InvalidImageError(f"Could not read {path.name!r} as a video: {_unreadable_reason(str(error))}.") from error
+        reason = _unreadable_reason(str(error))
+        raise InvalidImageError(f"Could not read {path.name!r} as a video: {reason}.") from error
 
 
 def _measure_duration(path: Path) -> float:

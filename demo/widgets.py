@@ -35,8 +35,10 @@ def option_widgets(prefix: str | None, *, aligned: bool, upscale: int) -> list[g
     return [
         upscale_widget,
         *aligned_widget,
-        gr.Checkbox(False, label="Enhance the background (Real-ESRGAN)", elem_id=_elem_id(prefix, "background-enhance")),
-        gr.Checkbox(False, label="Upsample the restored faces (Real-ESRGAN)", elem_id=_elem_id(prefix, "face-upsample")),
+        gr.Checkbox(False, label="Enhance the background (Real-ESRGAN)",
+                    elem_id=_elem_id(prefix, "background-enhance")),
+        gr.Checkbox(False, label="Upsample the restored faces (Real-ESRGAN)",
+                    elem_id=_elem_id(prefix, "face-upsample")),
         gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="Face detector", elem_id=_elem_id(prefix, "detector")),
         gr.Checkbox(False, label="Only the face nearest the centre", elem_id=_elem_id(prefix, "only-center-face")),
     ]

@@ -20,7 +20,7 @@ import json
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,8 +30,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import torch
 
-from codeformer_core.layouts import Task
-from codeformer_core.weights_registry import CODEFORMER_FILES
 
 
 Content = bytes | Path
