@@ -15,6 +15,8 @@ from .alignment import FACE_SIZE
 from .checkpoints import load_weights_into, read_state_dict
 from .errors import InvalidOptionError
 from .layouts import FaceCrop, Mask
+from .network.cpu_convolutions import use_fast_cpu_convolutions
+from .parse_network import ParseNet
 
 PARSER_FILE = "parsing_parsenet.pth"
 
@@ -29,7 +31,7 @@ _CLEARED_BORDER = 10  # px of the crop's edge forced to 0, so the crop's border 
 
 
 class FaceParser:
-    """ParseNet (facexlib's network, 19 classes) turning aligned faces into soft paste masks.
+    """ParseNet (19 classes; `parse_network.py`) turning aligned faces into soft paste masks.
 
     resolution: side the faces are resized to before parsing. 512 is the official size; the network is fully
     convolutional, so a power of two down to 64 runs too, faster and coarser (the mask is blurred at 512 after).
@@ -55,14 +57,8 @@ class FaceParser:
     ) -> "FaceParser":
         """Load the official parsing_parsenet.pth. Raises CorruptWeightsError for an unreadable file and
         CheckpointMismatchError for a file made for another network."""
-        from facexlib.parsing.parsenet import ParseNet
-
         device = torch.device(device)
-        state_dict = read_state_dict(path)
-        with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-            network = ParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19)
-        load_weights_into(network, state_dict, path, "ParseNet face parser", PARSER_FILE)
-        return cls(network.eval().to(device), device, resolution=resolution, max_batch=max_batch)
+        return cls(load_parse_network(path, device), device, resolution=resolution, max_batch=max_batch)
 
     def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:
         """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
@@ -70,13 +66,25 @@ class FaceParser:
         for start in range(0, len(faces), self.max_batch):
             batch = _to_network_input(faces[start : start + self.max_batch], self.resolution).to(self.device)
             with torch.inference_mode():
-                logits = self._network(batch)[0]
+                logits = self._network(batch)
             labels.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
         return np.concatenate(labels) if labels else np.zeros((0, self.resolution, self.resolution), np.uint8)
 
     def paste_masks(self, faces: list[FaceCrop]) -> np.ndarray:
         """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask)."""
         return soft_face_masks(self.face_labels(faces))
+
+
+def load_parse_network(path: str | Path, device: torch.device) -> ParseNet:
+    """The official parsing_parsenet.pth in our ParseNet, ready for inference on `device`."""
+    state_dict = read_state_dict(path)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        network = ParseNet()
+    load_weights_into(network, state_dict, path, "ParseNet face parser", PARSER_FILE)
+    network = network.fold_batch_norms().eval().to(device)
+    if device.type == "cpu":
+        use_fast_cpu_convolutions(network)
+    return network
 
 
 def soft_face_masks(labels: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import torch
 
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import CodeFormer, build_network, composite_inpainting
+from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions, winograd_available
 
 from .golden import golden_input, golden_state_dict, manifest, reference_arrays
 
@@ -134,4 +135,29 @@ def test_channels_last_decoder_keeps_codes_exact_and_outputs_within_bound(run: G
     assert torch.equal(encoded.logits, run.logits)
     assert encoded.skips[256].is_contiguous(memory_format=torch.channels_last)
     expected = reference_arrays("restore")["out_w1"]
+    assert np.abs(out.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()
+
+
+def test_fast_cpu_convolutions_keep_codes_exact_and_features_within_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not winograd_available():
+        pytest.skip("this torch build has no NNPACK")
+    nnpack_calls = []
+    nnpack_convolution = torch._nnpack_spatial_convolution
+
+    def counted(*args: object) -> torch.Tensor:
+        nnpack_calls.append(args[0].shape[-1])
+        return nnpack_convolution(*args)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    net = build_network("restore")
+    net.load_state_dict(golden_state_dict("restore"), strict=True)
+    assert use_fast_cpu_convolutions(net) > 0
+    encoded = net.encode(golden_input("restore"))
+    out = net.decode(encoded, 0.5)
+    reference = reference_arrays("restore")
+    assert min(nnpack_calls) >= 32 and max(nnpack_calls) == 512
+    assert np.array_equal(encoded.idx[0].numpy(), reference["idx"])
+    assert np.abs(encoded.logits.numpy() - reference["logits"]).max() <= FEATURE_TOLERANCE
+    assert np.abs(encoded.lq_feat.numpy() - reference["lq_feat"]).max() <= FEATURE_TOLERANCE
+    expected = reference["out_w0.5"]
     assert np.abs(out.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()

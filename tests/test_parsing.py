@@ -7,7 +7,8 @@ import torch
 
 from codeformer_core.alignment import FACE_SIZE
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
-from codeformer_core.parsing import FaceParser, eroded_rectangle_mask, soft_face_masks
+from codeformer_core.network.cpu_convolutions import CpuConv2d
+from codeformer_core.parsing import FaceParser, eroded_rectangle_mask, load_parse_network, soft_face_masks
 
 from .checkpoint_files import write_parsenet
 
@@ -39,6 +40,31 @@ def test_random_parsenet_gives_one_soft_mask_per_face_batched_or_not(parser_chec
     # BatchNorm in eval mode: a face's mask does not depend on its batch neighbours.
     np.testing.assert_allclose(masks, soft_face_masks(labels), atol=1e-3)
     assert one_at_a_time.paste_masks([]).shape == (0, FACE_SIZE, FACE_SIZE)
+
+
+def test_our_parsenet_computes_facexlibs_logits_from_the_same_checkpoint(tmp_path):
+    from facexlib.parsing.parsenet import ParseNet as FacexlibParseNet
+
+    torch.manual_seed(5)
+    reference = FacexlibParseNet(in_size=FACE_SIZE, out_size=FACE_SIZE, parsing_ch=19).eval()
+    with torch.no_grad():  # trained-looking batch-norm statistics, so folding them has something to fold
+        for norm in (m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-0.2, 0.2)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
+    checkpoint = tmp_path / "parsing_parsenet.pth"
+    torch.save(reference.state_dict(), checkpoint)
+    ours = load_parse_network(checkpoint, torch.device("cpu"))
+    # 256 px: maps from 256 down to 16, so both the Winograd and the fallback convolutions run.
+    x = torch.from_numpy(np.random.default_rng(4).uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32))
+    with torch.inference_mode():
+        expected, actual = reference(x)[0], ours(x)
+    assert actual.shape == expected.shape == (1, 19, 256, 256)
+    assert (actual - expected).abs().max() <= 1e-4 * expected.abs().max()
+    assert torch.equal(actual.argmax(dim=1), expected.argmax(dim=1))
+    assert any(isinstance(m, CpuConv2d) for m in ours.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ours.modules())
 
 
 def test_soft_mask_keeps_face_classes_and_drops_neck_hat_and_edges():

@@ -1,0 +1,112 @@
+"""Fast CPU convolutions (Winograd through NNPACK, 1 x 1 as GEMM): nn.Conv2d's results where they run, the
+module's own path elsewhere."""
+
+import pytest
+import torch
+from torch import nn
+
+from codeformer_core.network.cpu_convolutions import MIN_SIDE, CpuConv2d, use_fast_cpu_convolutions, winograd_available
+
+pytestmark = pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    calls: list[tuple[int, ...]] = []
+    convolution = torch._nnpack_spatial_convolution
+
+    def counted(x: torch.Tensor, *rest: object) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return convolution(x, *rest)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    return calls
+
+
+def _swapped(conv: nn.Conv2d) -> nn.Module:
+    holder = nn.Sequential(conv)
+    use_fast_cpu_convolutions(holder)
+    return holder[0]
+
+
+@pytest.mark.parametrize(("padding", "bias", "shape"), [(1, True, (1, 8, 40, 33)), (0, False, (2, 8, 36, 48))])
+def test_matches_the_plain_convolution(nnpack_calls: list, padding: int, bias: bool, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, padding=padding, bias=bias)
+    x = torch.randn(shape)
+    with torch.inference_mode():
+        expected = conv(x)
+        actual = _swapped(conv)(x)
+    assert nnpack_calls == [shape]
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_by_one_is_a_matrix_product_with_the_same_result(nnpack_calls: list, bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 1, bias=bias)
+    x = torch.randn(2, 8, 5, 7)
+    with torch.inference_mode():
+        expected = conv(x)
+        actual = _swapped(conv)(x)
+    assert nnpack_calls == []
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_channels_last_input_gives_the_same_values(nnpack_calls: list) -> None:
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 32, 32)
+    with torch.inference_mode():
+        expected = conv(x)
+        actual = _swapped(conv)(x.contiguous(memory_format=torch.channels_last))
+    assert len(nnpack_calls) == 1
+    assert (actual - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize(
+    "case", ["small map", "float64", "autocast", "autograd"],
+)
+def test_falls_back_to_the_module_convolution(nnpack_calls: list, case: str) -> None:
+    conv = _swapped(nn.Conv2d(4, 4, 3, padding=1))
+    x = torch.randn(1, 4, MIN_SIDE - 1 if case == "small map" else MIN_SIDE, MIN_SIDE)
+    if case == "float64":
+        conv, x = conv.double(), x.double()
+    if case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.inference_mode():
+            out = conv(x)
+        assert out.dtype == torch.bfloat16
+    elif case == "autograd":
+        out = conv(x)
+        out.sum().backward()
+        assert conv.weight.grad is not None
+    else:
+        with torch.inference_mode():
+            out = conv(x)
+    assert nnpack_calls == []
+    assert out.shape == (1, 4, *x.shape[-2:])
+
+
+def test_swaps_only_suitable_convolutions_and_keeps_the_parameters() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU()),
+        nn.Conv2d(8, 8, 1),
+        nn.Conv2d(8, 8, 3, stride=2),
+        nn.Conv2d(8, 8, 1, stride=2),
+        nn.Conv2d(8, 8, 1, padding=1),
+        nn.Conv2d(8, 8, 3, groups=2),
+        nn.Conv2d(8, 8, 3, dilation=2),
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(8, 8, 3, padding="same"),
+    )
+    before = {name: tensor for name, tensor in model.state_dict().items()}
+    first_weight = model[0].weight
+    assert use_fast_cpu_convolutions(model) == 3
+    assert [type(layer) for layer in (model[0], model[1][0], model[2])] == [CpuConv2d] * 3
+    assert all(type(layer) is nn.Conv2d for layer in model[3:])
+    assert model[0].weight is first_weight and model[1][0].bias is None
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[name], before[name]) for name in before)
