@@ -21,6 +21,7 @@ from .face_network import chunk_size_for, decode_faces, encode_faces
 from .images import LoadedImage, finish_output, fit_working_size
 from .layouts import BGRImage, FaceCrop, Mask
 from .models import Models
+from .network.cpu_convolutions import on_own_thread
 from .options import RestoreOptions
 from .paste import draw_face_boxes, paste_faces
 from .prepared import PreparedCache, PreparedFaces, prepared_key
@@ -75,7 +76,7 @@ class Pipeline:
         report.adjustments.extend(image.notes)
         with self._run_lock:
             try:
-                output, faces = self._run(image, options, mask, clock, report)
+                output, faces = on_own_thread(lambda: self._run(image, options, mask, clock, report))
             except torch.OutOfMemoryError as error:
                 self._free_device_memory()
                 raise DeviceError(

@@ -1,11 +1,21 @@
 """Fast CPU convolutions (Winograd through NNPACK, 1 x 1 as GEMM): nn.Conv2d's results where they run, the
 module's own path elsewhere."""
 
+import os
+import threading
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
 
-from codeformer_core.network.cpu_convolutions import MIN_SIDE, CpuConv2d, use_fast_cpu_convolutions, winograd_available
+from codeformer_core.network.cpu_convolutions import (
+    MIN_SIDE,
+    CpuConv2d,
+    on_own_thread,
+    use_fast_cpu_convolutions,
+    winograd_available,
+)
 
 pytestmark = pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
 
@@ -110,3 +120,50 @@ def test_swaps_only_suitable_convolutions_and_keeps_the_parameters() -> None:
     after = model.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[name], before[name]) for name in before)
+
+
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
+def test_a_run_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread() -> None:
+    conv = _swapped(nn.Conv2d(128, 128, 3, padding=1))
+    x = torch.randn(1, 128, 256, 256)
+
+    def convolve() -> torch.Tensor:
+        with torch.inference_mode():
+            return conv(x)
+
+    def grows_while_the_caller_lives(work: Callable[[], object]) -> float:
+        done, release = threading.Event(), threading.Event()
+
+        def call_then_live_on() -> None:
+            work()  # its output is dropped here: only what the thread keeps is measured
+            done.set()
+            release.wait()
+
+        before = _resident_mb()
+        caller = threading.Thread(target=call_then_live_on)
+        caller.start()
+        done.wait()
+        grown = _resident_mb() - before
+        release.set()
+        caller.join()
+        return grown
+
+    kept = grows_while_the_caller_lives(convolve)  # NNPACK's workspace for 128 channels at 256 px: ~110 MB
+    released = grows_while_the_caller_lives(lambda: on_own_thread(convolve))
+    assert kept > 60
+    assert released < kept / 4
+
+
+def test_own_thread_returns_the_result_and_raises_the_error() -> None:
+    assert on_own_thread(lambda: threading.current_thread().name).startswith("codeformer-run")
+
+    def fails() -> None:
+        raise ValueError("bad face")
+
+    with pytest.raises(ValueError, match="bad face"):
+        on_own_thread(fails)

@@ -13,8 +13,14 @@ networks (see models.py). Everything else falls back to the module's own convolu
 than float32, autocast (reduced precision has its own kernels), autograd, and 3 x 3 maps smaller than MIN_SIDE.
 """
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
+
+T = TypeVar("T")
 
 MIN_SIDE = 32
 """Below this, Winograd's transforms cost more than they save (measured: 16 x 16 maps ran 1.5x slower)."""
@@ -24,6 +30,17 @@ def winograd_available() -> bool:
     """Whether this torch build has NNPACK on this CPU. The check also initialises NNPACK, which its
     convolution needs before the first call (otherwise it fails with 'SpatialConvolution_updateOutput failed')."""
     return bool(torch.backends.nnpack.is_available())
+
+
+def on_own_thread(work: Callable[[], T]) -> T:
+    """work()'s result (or its exception), computed on a new thread that ends with it.
+
+    Why: NNPACK keeps a workspace per calling thread, sized for the largest convolution that thread has run
+    (~470 MB for 128 channels at 512 px), and frees it only when the thread ends. A web server's worker threads
+    live on, so each one that ever restored a face would keep its own; a thread per run keeps none between runs.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeformer-run") as pool:
+        return pool.submit(work).result()
 
 
 class CpuConv2d(nn.Conv2d):
