@@ -1,6 +1,7 @@
 """Fast CPU convolutions (Winograd through NNPACK, 1 x 1 as GEMM): nn.Conv2d's results where they run, the
 module's own path elsewhere."""
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from codeformer_core.errors import InvalidOptionError
 from codeformer_core.network.cpu_convolutions import (
     MIN_SIDE,
     CpuConv2d,
@@ -167,3 +169,21 @@ def test_own_thread_returns_the_result_and_raises_the_error() -> None:
 
     with pytest.raises(ValueError, match="bad face"):
         on_own_thread(fails)
+
+
+def test_own_thread_sees_the_callers_context_variables() -> None:
+    event = contextvars.ContextVar("event")
+    event.set("event 7")
+    assert on_own_thread(event.get) == "event 7"
+
+
+def test_plain_kernels_can_be_chosen_and_a_bad_choice_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))
+    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "plain")
+    assert use_fast_cpu_convolutions(model) == 0
+    assert type(model[0]) is nn.Conv2d
+    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "turbo")
+    with pytest.raises(InvalidOptionError, match='CODEFORMER_CPU_KERNELS must be "fast" or "plain"; got \'turbo\''):
+        use_fast_cpu_convolutions(model)
+    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "Fast")
+    assert use_fast_cpu_convolutions(model) == 1

@@ -13,6 +13,8 @@ networks (see models.py). Everything else falls back to the module's own convolu
 than float32, autocast (reduced precision has its own kernels), autograd, and 3 x 3 maps smaller than MIN_SIDE.
 """
 
+import contextvars
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,10 +22,24 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import InvalidOptionError
+
 T = TypeVar("T")
 
 MIN_SIDE = 32
 """Below this, Winograd's transforms cost more than they save (measured: 16 x 16 maps ran 1.5x slower)."""
+
+KERNELS_VARIABLE = "CODEFORMER_CPU_KERNELS"
+""""fast" (the default) or "plain": NNPACK needs a workspace of ~470 MB while it runs the largest convolution, so
+plain kernels lower the peak memory of a run by about that much, for ~1.7x the time (bench/results-cpu.md)."""
+
+
+def fast_kernels_chosen() -> bool:
+    """What CODEFORMER_CPU_KERNELS asks for; InvalidOptionError for a value that is neither "fast" nor "plain"."""
+    choice = os.environ.get(KERNELS_VARIABLE, "fast").strip().lower()
+    if choice not in ("fast", "plain"):
+        raise InvalidOptionError(f'{KERNELS_VARIABLE} must be "fast" or "plain"; got {choice!r}')
+    return choice == "fast"
 
 
 def winograd_available() -> bool:
@@ -38,9 +54,10 @@ def on_own_thread(work: Callable[[], T]) -> T:
     Why: NNPACK keeps a workspace per calling thread, sized for the largest convolution that thread has run
     (~470 MB for 128 channels at 512 px), and frees it only when the thread ends. A web server's worker threads
     live on, so each one that ever restored a face would keep its own; a thread per run keeps none between runs.
+    The caller's context variables go along (Gradio finds an event's progress bar through them).
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeformer-run") as pool:
-        return pool.submit(work).result()
+        return pool.submit(contextvars.copy_context().run, work).result()
 
 
 class CpuConv2d(nn.Conv2d):
@@ -78,9 +95,9 @@ class CpuConv2d(nn.Conv2d):
 
 def use_fast_cpu_convolutions(module: nn.Module) -> int:
     """Swap, in place, every ungrouped stride-1 nn.Conv2d inside `module` that is either 3 x 3 with zero padding
-    or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped (0 where
-    NNPACK is unavailable: the 1 x 1 gain alone is too small to be worth a second code path)."""
-    if not winograd_available():
+    or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped: 0 where NNPACK
+    is unavailable (the 1 x 1 gain alone is too small to be worth a second code path) or plain kernels are chosen."""
+    if not (fast_kernels_chosen() and winograd_available()):
         return 0
     swapped = 0
     for parent in list(module.modules()):
