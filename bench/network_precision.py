@@ -17,6 +17,7 @@ from typing import TypeVar
 import torch
 
 from codeformer_core.network import CodeFormer, EncodedFaces, Precision, build_network
+from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
 from codeformer_core.network.precision import cpu_has_native_bf16
 from tests.golden import golden_input, golden_state_dict, reference_arrays
 
@@ -31,11 +32,15 @@ class Variant:
     decoder_channels_last: bool
     encoder_channels_last: bool = False
     """Not a network option (the encoder's logits must stay exact): lets bf16 run where it is emulated."""
+    fast_cpu_convolutions: bool = False
+    """Winograd (NNPACK) and GEMM convolutions, what the pipeline runs on a CPU (on a network of its own: the swap
+    is one-way)."""
 
 
 VARIANTS = (
     Variant("float32", "float32", decoder_channels_last=False),
     Variant("float32, decoder ch_last", "float32", decoder_channels_last=True),
+    Variant("float32, Winograd/GEMM convs", "float32", decoder_channels_last=False, fast_cpu_convolutions=True),
     Variant("bf16 autocast, all ch_last", "bf16", decoder_channels_last=True, encoder_channels_last=True),
     Variant("bf16 autocast", "bf16", decoder_channels_last=False),
 )
@@ -93,8 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    net = build_network("restore")
-    net.load_state_dict(golden_state_dict("restore"), strict=True)
+    net = golden_network()
     faces = golden_input("restore").expand(args.faces, -1, -1, -1).contiguous()
     reference_out = torch.from_numpy(reference_arrays("restore")[f"out_w{FIDELITY:g}"])
 
@@ -105,13 +109,19 @@ def main() -> None:
     print(header)
     print("-" * len(header), flush=True)
     exact = None
+    fast_net = golden_network()
+    if not use_fast_cpu_convolutions(fast_net):
+        fast_net = None
     for variant in VARIANTS:
+        if variant.fast_cpu_convolutions and fast_net is None:
+            print(f"{variant.name:<30}skipped: no NNPACK in this torch build, or CODEFORMER_CPU_KERNELS=plain")
+            continue
         if args.no_bf16 and variant.precision == "bf16":
             continue
         if not runnable(variant):
             print(f"{variant.name:<30}skipped: this CPU has no native bf16 (hours per run)")
             continue
-        m = measure(net, faces, variant, args.repeats)
+        m = measure(fast_net if variant.fast_cpu_convolutions else net, faces, variant, args.repeats)
         if exact is None:
             exact = m
         changed = (m.encoded.idx != exact.encoded.idx).float().mean().item()
@@ -122,6 +132,12 @@ def main() -> None:
     golden_error = (exact.out[:1] - reference_out).abs().max().item()
     print(f"\nmax |out| = {exact.out.abs().max().item():.2f}; float32 vs the reference implementation's output: "
           f"max |out d| = {golden_error:.2e}")
+
+
+def golden_network() -> CodeFormer:
+    net = build_network("restore")
+    net.load_state_dict(golden_state_dict("restore"), strict=True)
+    return net
 
 
 def _seconds(timing: Timing) -> str:
