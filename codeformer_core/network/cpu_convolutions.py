@@ -31,7 +31,7 @@ MIN_SIDE = 32
 
 KERNELS_VARIABLE = "CODEFORMER_CPU_KERNELS"
 """"fast" (the default) or "plain": NNPACK needs a workspace of ~470 MB while it runs the largest convolution, so
-plain kernels lower the peak memory of a run by about that much, for ~1.7x the time (bench/results-cpu.md)."""
+plain kernels lower the peak memory of a run by about that much, for ~1.6x the time (bench/results-cpu.md)."""
 
 
 def fast_kernels_chosen() -> bool:
