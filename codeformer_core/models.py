@@ -76,7 +76,6 @@ def _tuned_for_device(net: CodeFormer) -> CodeFormer:
     """The CodeFormer network's fastest convolutions on its device, all within the golden bounds
     (tests/test_network_golden.py runs both): Winograd on a CPU (half the convolution time), else a channels_last
     decoder (NHWC is what cuDNN's fast kernels take; on a CPU without NNPACK it still saves ~20% of the decoder)."""
-    on_cpu = next(net.parameters()).device.type == "cpu"
-    if on_cpu and use_fast_cpu_convolutions(net):
+    if use_fast_cpu_convolutions(net):
         return net
     return net.use_channels_last()

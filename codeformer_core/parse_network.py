@@ -53,12 +53,12 @@ class ConvLayer(nn.Module):
         if self.norm is None:
             return
         bn = self.norm.norm
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        folded = nn.Conv2d(self.conv2d.in_channels, self.conv2d.out_channels, 3, self.conv2d.stride,
-                           device=scale.device, dtype=scale.dtype)
         with torch.no_grad():
-            folded.weight.copy_(self.conv2d.weight * scale[:, None, None, None])
-            folded.bias.copy_(bn.bias - bn.running_mean * scale)
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            with torch.device("meta"):  # no throwaway initialisation: both tensors are computed below
+                folded = nn.Conv2d(self.conv2d.in_channels, self.conv2d.out_channels, 3, self.conv2d.stride)
+            folded.weight = nn.Parameter(self.conv2d.weight * scale[:, None, None, None])
+            folded.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
         self.conv2d, self.norm = folded, None
 
 

@@ -82,8 +82,7 @@ def load_parse_network(path: str | Path, device: torch.device) -> ParseNet:
         network = ParseNet()
     load_weights_into(network, state_dict, path, "ParseNet face parser", PARSER_FILE)
     network = network.fold_batch_norms().eval().to(device)
-    if device.type == "cpu":
-        use_fast_cpu_convolutions(network)
+    use_fast_cpu_convolutions(network)
     return network
 
 

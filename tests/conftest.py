@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from codeformer_core.layouts import Task
 from codeformer_core.weights_registry import CODEFORMER_FILES
@@ -51,3 +52,17 @@ def official_checkpoint(stand_in_weights: Callable[..., Path]) -> Callable[[Task
         return stand_in_weights(name) / name
 
     return path_for
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The input shapes of the NNPACK convolutions run during the test, in order."""
+    calls: list[tuple[int, ...]] = []
+    convolution = torch._nnpack_spatial_convolution
+
+    def counted(x: torch.Tensor, *rest: object) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return convolution(x, *rest)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
+    return calls

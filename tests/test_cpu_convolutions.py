@@ -22,19 +22,6 @@ from codeformer_core.network.cpu_convolutions import (
 pytestmark = pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
 
 
-@pytest.fixture
-def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    calls: list[tuple[int, ...]] = []
-    convolution = torch._nnpack_spatial_convolution
-
-    def counted(x: torch.Tensor, *rest: object) -> torch.Tensor:
-        calls.append(tuple(x.shape))
-        return convolution(x, *rest)
-
-    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counted)
-    return calls
-
-
 def _swapped(conv: nn.Conv2d) -> nn.Module:
     holder = nn.Sequential(conv)
     use_fast_cpu_convolutions(holder)
@@ -187,3 +174,9 @@ def test_plain_kernels_can_be_chosen_and_a_bad_choice_is_named(monkeypatch: pyte
         use_fast_cpu_convolutions(model)
     monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "Fast")
     assert use_fast_cpu_convolutions(model) == 1
+
+
+def test_a_module_off_the_cpu_is_left_alone() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, device="meta"))
+    assert use_fast_cpu_convolutions(model) == 0
+    assert type(model[0]) is nn.Conv2d

@@ -5,6 +5,7 @@ paste masks are arbitrary but real; faces are found with dlib, the one detector 
 """
 
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -176,6 +177,23 @@ def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkey
     monkeypatch.setattr(pipeline, "_run", lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
     with pytest.raises(DeviceError, match="ran out of memory"):
         pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
+
+
+def test_each_run_is_on_a_thread_of_its_own_that_ends_with_it(monkeypatch, tmp_path):
+    # NNPACK's workspace lives as long as the thread that ran it: a server's worker thread must not be that thread.
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+    run_threads = []
+
+    def run(*args: object) -> tuple[np.ndarray, list]:
+        run_threads.append(threading.current_thread())
+        return np.zeros((8, 8, 3), np.uint8), []
+
+    monkeypatch.setattr(pipeline, "_run", run)
+    result = pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
+
+    assert result.image.shape == (8, 8, 3)
+    assert len(run_threads) == 1 and run_threads[0] is not threading.current_thread()
+    assert not run_threads[0].is_alive()
 
 
 class GridDetector:

@@ -95,9 +95,11 @@ class CpuConv2d(nn.Conv2d):
 
 def use_fast_cpu_convolutions(module: nn.Module) -> int:
     """Swap, in place, every ungrouped stride-1 nn.Conv2d inside `module` that is either 3 x 3 with zero padding
-    or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped: 0 where NNPACK
-    is unavailable (the 1 x 1 gain alone is too small to be worth a second code path) or plain kernels are chosen."""
-    if not (fast_kernels_chosen() and winograd_available()):
+    or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped: 0 for a module
+    off the CPU, where NNPACK is unavailable (the 1 x 1 gain alone is too small to be worth a second code path),
+    or when plain kernels are chosen."""
+    on_cpu = all(parameter.device.type == "cpu" for parameter in module.parameters())
+    if not (on_cpu and fast_kernels_chosen() and winograd_available()):
         return 0
     swapped = 0
     for parent in list(module.modules()):
