@@ -330,8 +330,9 @@ def whole_rows(results: dict[str, list[Measured]]) -> list[str]:
                  "baseline = our first run, detection excluded; reused: "
                  + ", ".join(fastest(ours, "again")["reused"])),
         memory_row("peak RSS, whole photo", max(n["rss_mb"] for n, _ in reference), max(n["rss_mb"] for n, _ in ours),
-                   "each path in its own process, models loaded; the highest of the repeats. NNPACK's workspace "
-                   "(~470 MB while the largest convolution runs) is most of the difference: next two rows"),
+                   "each path in its own process, models loaded; the highest of the repeats. Ours runs large "
+                   "convolutions in bands (NNPACK's workspace <= 128 MB) and each network stage on a thread of its "
+                   "own, returning the stage's freed memory when it ends"),
     ]
     if "ours-whole-plain" in results:
         plain = results["ours-whole-plain"]

@@ -82,9 +82,17 @@ class ResidualBlock(nn.Module):
         self.conv2 = ConvLayer(c_out, c_out, stride=2 if scale == "down" else 1, norm=True)
 
     def forward(self, x: Tensor) -> Tensor:
+        padded_branch, identity = self._first_layers(x)
+        return self.conv2(padded_branch).add_(identity)
+
+    def _first_layers(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        # Each map is dropped once used: the padded input (135 MB going up to 512 px) before the branch is padded,
+        # the unpadded branch before the second convolution runs.
         padded = pad(_upsample(x) if self.scale == "up" else x)
         identity = x if self.shortcut_func is None else self.shortcut_func(padded)
-        return self.conv2(pad(self.conv1(padded))).add_(identity)
+        branch = self.conv1(padded)
+        del padded
+        return pad(branch), identity
 
 
 class ParseNet(nn.Module):

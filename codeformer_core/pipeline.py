@@ -21,7 +21,7 @@ from .face_network import chunk_size_for, decode_faces, encode_faces
 from .images import LoadedImage, finish_output, fit_working_size
 from .layouts import BGRImage, FaceCrop, Mask
 from .models import Models
-from .network.cpu_convolutions import on_own_thread
+from .memory import on_own_thread
 from .options import RestoreOptions
 from .paste import draw_face_boxes, paste_faces
 from .prepared import PreparedCache, PreparedFaces, prepared_key
@@ -76,7 +76,7 @@ class Pipeline:
         report.adjustments.extend(image.notes)
         with self._run_lock:
             try:
-                output, faces = on_own_thread(lambda: self._run(image, options, mask, clock, report))
+                output, faces = self._run(image, options, mask, clock, report)
             except torch.OutOfMemoryError as error:
                 self._free_device_memory()
                 raise DeviceError(
@@ -201,9 +201,9 @@ class Pipeline:
             with clock.stage("load network", "Loading CodeFormer"):
                 net = self.models.codeformer(options.task, progress=clock.download_progress)
             with clock.stage("encode", f"Encoding {len(crops)} face(s)"):
-                encoded = self._with_smaller_chunks(
+                encoded = on_own_thread(lambda: self._with_smaller_chunks(
                     lambda chunk: encode_faces(net, crops, adain=options.adain, fast=options.fast, chunk=chunk)
-                )
+                ))
         prepared = PreparedFaces(detected, affines, crops, face_holes, encoded)
         self._prepared.put(key, prepared)
         return prepared
@@ -222,7 +222,7 @@ class Pipeline:
         net = self.models.codeformer(options.task)
         w = options.effective_fidelity
         with clock.stage("decode", f"Decoding {len(prepared.crops)} face(s) at fidelity {w:g}"):
-            faces = decode_faces(net, prepared.encoded, fidelity=w, fast=options.fast)
+            faces = on_own_thread(lambda: decode_faces(net, prepared.encoded, fidelity=w, fast=options.fast))
         if prepared.face_holes is not None:
             faces = [
                 np.where(hole[..., None] > 0.5, out, crop)
@@ -253,9 +253,9 @@ class Pipeline:
         with clock.stage("load parser", "Loading the face parser"):
             parser = self.models.parser(progress=clock.download_progress)
         with clock.stage("parse", "Parsing faces for paste-back"):
-            prepared.paste_masks = parser.paste_masks(
+            prepared.paste_masks = on_own_thread(lambda: parser.paste_masks(
                 [cv2.resize(face, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for face in faces]
-            )
+            ))
         return prepared.paste_masks
 
     def _background(

@@ -1,20 +1,15 @@
 """Fast CPU convolutions (Winograd through NNPACK, 1 x 1 as GEMM): nn.Conv2d's results where they run, the
 module's own path elsewhere."""
 
-import contextvars
-import os
-import threading
-from collections.abc import Callable
-
 import pytest
 import torch
 from torch import nn
 
 from codeformer_core.errors import InvalidOptionError
+from codeformer_core.network import cpu_convolutions
 from codeformer_core.network.cpu_convolutions import (
     MIN_SIDE,
     CpuConv2d,
-    on_own_thread,
     use_fast_cpu_convolutions,
     winograd_available,
 )
@@ -64,6 +59,29 @@ def test_channels_last_input_gives_the_same_values(nnpack_calls: list) -> None:
     assert (actual - expected).abs().max() <= 1e-4 * expected.abs().max()
 
 
+@pytest.mark.parametrize(("padding", "shape", "band_rows"), [(1, (1, 8, 100, 70), 12), (0, (2, 8, 98, 60), 6)])
+def test_a_large_convolution_runs_in_bands_of_rows_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch, nnpack_calls: list, padding: int, shape: tuple[int, ...], band_rows: int
+) -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, padding=padding)
+    x = torch.randn(shape)
+    out_height = shape[2] + 2 * padding - 2
+    tiles_per_row = shape[0] * -(-(shape[3] + 2 * padding - 2) // 6)
+    # A limit that lets `band_rows` output rows (whole 6-row Winograd tiles) through at a time.
+    monkeypatch.setattr(cpu_convolutions, "WORKSPACE_LIMIT", tiles_per_row * (band_rows // 6) * 64 * (8 + 16) * 4)
+    with torch.inference_mode():
+        expected = conv(x)
+        actual = _swapped(conv)(x)
+    bands = -(-out_height // band_rows)
+    assert len(nnpack_calls) == bands
+    # Each band reads its output rows plus the two rows around them (padding rows at the image's edges).
+    tops = range(0, out_height, band_rows)
+    assert [call[2] for call in nnpack_calls] == [min(band_rows, out_height - top) + 2 for top in tops]
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
 @pytest.mark.parametrize(
     "case", ["small map", "float64", "autocast", "autograd"],
 )
@@ -109,59 +127,6 @@ def test_swaps_only_suitable_convolutions_and_keeps_the_parameters() -> None:
     after = model.state_dict()
     assert after.keys() == before.keys()
     assert all(torch.equal(after[name], before[name]) for name in before)
-
-
-def _resident_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
-def test_a_run_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread() -> None:
-    conv = _swapped(nn.Conv2d(128, 128, 3, padding=1))
-    x = torch.randn(1, 128, 256, 256)
-
-    def convolve() -> torch.Tensor:
-        with torch.inference_mode():
-            return conv(x)
-
-    def grows_while_the_caller_lives(work: Callable[[], object]) -> float:
-        done, release = threading.Event(), threading.Event()
-
-        def call_then_live_on() -> None:
-            work()  # its output is dropped here: only what the thread keeps is measured
-            done.set()
-            release.wait()
-
-        before = _resident_mb()
-        caller = threading.Thread(target=call_then_live_on)
-        caller.start()
-        done.wait()
-        grown = _resident_mb() - before
-        release.set()
-        caller.join()
-        return grown
-
-    kept = grows_while_the_caller_lives(convolve)  # NNPACK's workspace for 128 channels at 256 px: ~110 MB
-    released = grows_while_the_caller_lives(lambda: on_own_thread(convolve))
-    assert kept > 60
-    assert released < kept / 4
-
-
-def test_own_thread_returns_the_result_and_raises_the_error() -> None:
-    assert on_own_thread(lambda: threading.current_thread().name).startswith("codeformer-run")
-
-    def fails() -> None:
-        raise ValueError("bad face")
-
-    with pytest.raises(ValueError, match="bad face"):
-        on_own_thread(fails)
-
-
-def test_own_thread_sees_the_callers_context_variables() -> None:
-    event = contextvars.ContextVar("event")
-    event.set("event 7")
-    assert on_own_thread(event.get) == "event 7"
 
 
 def test_plain_kernels_can_be_chosen_and_a_bad_choice_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

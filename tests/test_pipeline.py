@@ -6,6 +6,7 @@ paste masks are arbitrary but real; faces are found with dlib, the one detector 
 
 import json
 import threading
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -179,23 +180,6 @@ def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkey
         pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
 
 
-def test_each_run_is_on_a_thread_of_its_own_that_ends_with_it(monkeypatch, tmp_path):
-    # NNPACK's workspace lives as long as the thread that ran it: a server's worker thread must not be that thread.
-    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
-    run_threads = []
-
-    def run(*args: object) -> tuple[np.ndarray, list]:
-        run_threads.append(threading.current_thread())
-        return np.zeros((8, 8, 3), np.uint8), []
-
-    monkeypatch.setattr(pipeline, "_run", run)
-    result = pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
-
-    assert result.image.shape == (8, 8, 3)
-    assert len(run_threads) == 1 and run_threads[0] is not threading.current_thread()
-    assert not run_threads[0].is_alive()
-
-
 class GridDetector:
     """Stands in for a detector on a crowd photo: 60 faces, the one at index 2 larger than the rest."""
 
@@ -219,3 +203,32 @@ def test_a_crowd_is_capped_to_the_largest_faces_with_a_message(stand_in_weights,
     assert len(result.faces) == 1 and result.report.faces_restored == 1
     assert result.report.faces[0].box[:2] == [120.0, 0.0]  # the larger face, index 2
     assert "60 faces were found; the 1 largest were processed (limit 1)." in result.report.adjustments
+
+
+def test_each_network_stage_runs_on_a_thread_that_ends_with_it(stand_in_weights, one_face_photo, monkeypatch):
+    # NNPACK's workspace lives as long as the thread that ran it: no stage may leave one with the caller's thread.
+    pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=1)
+    stage_threads = {}
+
+    def stage(name: str, result: object):
+        def run(*args: object, **kwargs: object) -> object:
+            stage_threads[name] = threading.current_thread()
+            return result
+
+        return run
+
+    face = np.full((512, 512, 3), 128, np.uint8)
+    masks = np.ones((1, 512, 512), np.float32)
+    monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
+    monkeypatch.setattr("codeformer_core.pipeline.encode_faces", stage("encode", ["encoded face"]))
+    monkeypatch.setattr("codeformer_core.pipeline.decode_faces", stage("decode", [face]))
+    parser = SimpleNamespace(paste_masks=stage("parse", masks))
+    monkeypatch.setattr(pipeline.models, "parser", lambda *args, **kwargs: parser)
+
+    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1))
+
+    assert result.report.faces_restored == 1
+    assert sorted(stage_threads) == ["decode", "encode", "parse"]
+    assert len(set(stage_threads.values())) == 3
+    assert all(thread is not threading.current_thread() for thread in stage_threads.values())
+    assert not any(thread.is_alive() for thread in stage_threads.values())

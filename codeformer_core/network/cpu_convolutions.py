@@ -13,25 +13,31 @@ networks (see models.py). Everything else falls back to the module's own convolu
 than float32, autocast (reduced precision has its own kernels), autograd, and 3 x 3 maps smaller than MIN_SIDE.
 """
 
-import contextvars
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InvalidOptionError
 
-T = TypeVar("T")
-
 MIN_SIDE = 32
 """Below this, Winograd's transforms cost more than they save (measured: 16 x 16 maps ran 1.5x slower)."""
 
+WINOGRAD_TILE = 6
+"""Output rows and columns per Winograd tile: NNPACK's F(6 x 6, 3 x 3) transforms 8 x 8 input tiles."""
+WINOGRAD_TILE_INPUT = WINOGRAD_TILE + 2
+
+WORKSPACE_LIMIT = 128 * 2**20
+"""Bytes of NNPACK workspace a convolution may take before it runs in bands of output rows. Why: the workspace
+holds the transforms of every input and output tile at once (64 floats per tile and channel): 484 MB for 128 -> 128
+channels at 512 px, on top of the activations, and it stays allocated, at its largest, for the calling thread's
+life. Bands of ~120 MB cost no speed (measured, 2-core AVX2: 128 -> 128 channels at 512 px took 0.82-0.86 s in 2-4
+bands against 1.0 s whole) and move results by Winograd rounding only."""
+
 KERNELS_VARIABLE = "CODEFORMER_CPU_KERNELS"
-""""fast" (the default) or "plain": NNPACK needs a workspace of ~470 MB while it runs the largest convolution, so
-plain kernels lower the peak memory of a run by about that much, for ~1.6x the time (bench/results-cpu.md)."""
+""""fast" (the default) or "plain": torch's own kernels, which need no NNPACK workspace (up to WORKSPACE_LIMIT),
+for ~1.6x the time (bench/results-cpu.md)."""
 
 
 def fast_kernels_chosen() -> bool:
@@ -48,18 +54,6 @@ def winograd_available() -> bool:
     return bool(torch.backends.nnpack.is_available())
 
 
-def on_own_thread(work: Callable[[], T]) -> T:
-    """work()'s result (or its exception), computed on a new thread that ends with it.
-
-    Why: NNPACK keeps a workspace per calling thread, sized for the largest convolution that thread has run
-    (~470 MB for 128 channels at 512 px), and frees it only when the thread ends. A web server's worker threads
-    live on, so each one that ever restored a face would keep its own; a thread per run keeps none between runs.
-    The caller's context variables go along (Gradio finds an event's progress bar through them).
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeformer-run") as pool:
-        return pool.submit(contextvars.copy_context().run, work).result()
-
-
 class CpuConv2d(nn.Conv2d):
     """An nn.Conv2d (same parameters, same state_dict keys) that takes the faster kernel when it can."""
 
@@ -70,7 +64,32 @@ class CpuConv2d(nn.Conv2d):
             return self._as_matrix_product(x.contiguous())
         if min(x.shape[-2:]) < MIN_SIDE:
             return super().forward(x)
-        return torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, list(self.padding), [1, 1])
+        return self._winograd_in_bands(x)
+
+    def _winograd_in_bands(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        pad_rows, pad_columns = self.padding
+        out_height, out_width = height + 2 * pad_rows - 2, width + 2 * pad_columns - 2
+        tile_rows = -(-out_height // WINOGRAD_TILE)
+        bands = -(-tile_rows * self._workspace_per_tile_row(batch, out_width) // WORKSPACE_LIMIT)
+        if bands <= 1:
+            return torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, [pad_rows, pad_columns],
+                                                     [1, 1])
+        band_height = -(-tile_rows // bands) * WINOGRAD_TILE
+        out = x.new_empty(batch, self.out_channels, out_height, out_width)
+        for top in range(0, out_height, band_height):
+            bottom = min(top + band_height, out_height)
+            # Input rows first..last (exclusive) give output rows top..bottom; rows outside the input are padding.
+            first, last = top - pad_rows, bottom - pad_rows + 2
+            rows = x[:, :, max(first, 0) : min(last, height)]
+            rows = F.pad(rows, (0, 0, max(-first, 0), max(last - height, 0))).contiguous()
+            out[:, :, top:bottom] = torch._nnpack_spatial_convolution(rows, self.weight, self.bias, [0, pad_columns],
+                                                                      [1, 1])
+        return out
+
+    def _workspace_per_tile_row(self, batch: int, out_width: int) -> int:
+        tiles = batch * -(-out_width // WINOGRAD_TILE)
+        return tiles * WINOGRAD_TILE_INPUT**2 * (self.in_channels + self.out_channels) * 4
 
     def _as_matrix_product(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
