@@ -6,7 +6,7 @@ every later run; each network stage therefore runs through `on_own_thread`, whic
 
 import contextvars
 import ctypes
-import ctypes.util
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -43,9 +43,10 @@ def release_freed_memory() -> bool:
     return True
 
 
+@functools.cache
 def _c_library() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The symbols the process already has loaded, the C library's among them (None where that can't be opened)."""
     try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
+        return ctypes.CDLL(None)
+    except (OSError, TypeError):  # TypeError: Windows has no handle for "the process itself"
         return None
