@@ -27,17 +27,19 @@ MIN_SIDE = 32
 WINOGRAD_TILE = 6
 """Output rows and columns per Winograd tile: NNPACK's F(6 x 6, 3 x 3) transforms 8 x 8 input tiles."""
 WINOGRAD_TILE_INPUT = WINOGRAD_TILE + 2
+FLOAT32_BYTES = 4
 
 WORKSPACE_LIMIT = 128 * 2**20
 """Bytes of NNPACK workspace a convolution may take before it runs in bands of output rows. Why: the workspace
 holds the transforms of every input and output tile at once (64 floats per tile and channel): 484 MB for 128 -> 128
 channels at 512 px, on top of the activations, and it stays allocated, at its largest, for the calling thread's
-life. Bands of ~120 MB cost no speed (measured, 2-core AVX2: 128 -> 128 channels at 512 px took 0.82-0.86 s in 2-4
-bands against 1.0 s whole) and move results by Winograd rounding only."""
+life. Bands move results by Winograd rounding only. Their speed cost is not settled (2-core AVX2): one 128 -> 128
+convolution at 512 px took 0.82-0.86 s in 2-4 bands against 1.0 s whole, but ParseNet as a whole ran ~15% slower
+in bands; see bench/README.md before lowering or raising this."""
 
 KERNELS_VARIABLE = "CODEFORMER_CPU_KERNELS"
 """"fast" (the default) or "plain": torch's own kernels, which need no NNPACK workspace (up to WORKSPACE_LIMIT),
-for ~1.6x the time (bench/results-cpu.md)."""
+for 1.2-1.6x the time in our runs (bench/results-cpu.md)."""
 
 
 def fast_kernels_chosen() -> bool:
@@ -89,7 +91,7 @@ class CpuConv2d(nn.Conv2d):
 
     def _workspace_per_tile_row(self, batch: int, out_width: int) -> int:
         tiles = batch * -(-out_width // WINOGRAD_TILE)
-        return tiles * WINOGRAD_TILE_INPUT**2 * (self.in_channels + self.out_channels) * 4
+        return tiles * WINOGRAD_TILE_INPUT**2 * (self.in_channels + self.out_channels) * FLOAT32_BYTES
 
     def _as_matrix_product(self, x: Tensor) -> Tensor:
         batch, channels, height, width = x.shape
