@@ -13,8 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .detection import DetectedFace, faces_from_report
 from .download_cli import add_download_arguments, run_download
-from .errors import CodeFormerError
+from .errors import CodeFormerError, InvalidOptionError
 from .images import encode_png, read_image
 from .layouts import TASKS, Mask
 from .options import BACKGROUNDS, DETECTORS, MAX_UPSCALE, RestoreOptions
@@ -58,6 +59,9 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
+    parser.add_argument("--faces-from", type=Path, metavar="REPORT",
+                        help="use the faces listed in an earlier --json report (or one in its format) instead of"
+                        " detecting them; photos only")
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -93,6 +97,9 @@ def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
 def run_task(args: argparse.Namespace) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
+    if args.faces_from and args.aligned:
+        raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
+    given = _read_faces_report(args.faces_from) if args.faces_from else None
     pipeline = Pipeline(WeightStore(args.weights_dir), device=args.device)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
@@ -102,9 +109,12 @@ def run_task(args: argparse.Namespace) -> int:
     for path in tqdm(files, desc=options.task, unit="file", disable=len(files) < 2):
         try:
             if path.suffix.lower() in VIDEO_SUFFIXES:
+                if given is not None:
+                    raise InvalidOptionError("--faces-from applies to photos, not videos.")
                 reports[str(path)] = _restore_video_file(pipeline, path, options, args.output)
             else:
-                reports[str(path)] = _restore_image_file(pipeline, path, options, mask, args.output)
+                faces = None if given is None else _faces_for(given, path, args.faces_from)
+                reports[str(path)] = _restore_image_file(pipeline, path, options, mask, faces, args.output)
         except CodeFormerError as error:
             errors.append(f"{path}: {error}")
     if args.json:
@@ -114,10 +124,35 @@ def run_task(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _read_faces_report(path: Path) -> dict[str, Any]:
+    try:
+        reports = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidOptionError(f"--faces-from {path}: not a readable JSON report ({error}).") from error
+    if not isinstance(reports, dict):
+        raise InvalidOptionError(f"--faces-from {path}: expected an object mapping photo paths to their reports.")
+    return reports
+
+
+def _faces_for(reports: dict[str, Any], path: Path, source: Path) -> list[DetectedFace]:
+    """The faces the report lists for `path`, matched by the path as given, else by file name."""
+    entry = reports.get(str(path))
+    if entry is None:
+        entry = next((report for key, report in reports.items() if Path(key).name == path.name), None)
+    if entry is None:
+        raise InvalidOptionError(f"--faces-from {source} lists no faces for {path.name}.")
+    return faces_from_report(entry.get("faces") if isinstance(entry, dict) else entry, f"{source} ({path.name})")
+
+
 def _restore_image_file(
-    pipeline: Pipeline, path: Path, options: RestoreOptions, mask: Mask | None, output_dir: Path
+    pipeline: Pipeline,
+    path: Path,
+    options: RestoreOptions,
+    mask: Mask | None,
+    faces: list[DetectedFace] | None,
+    output_dir: Path,
 ) -> dict[str, Any]:
-    result = pipeline.run(read_image(path), options, mask=mask)
+    result = pipeline.run(read_image(path), options, mask=mask, faces=faces)
     # The CLI runs on the user's own files, so their names are safe to reuse for the outputs.
     written = output_dir / f"{path.stem}.png"
     written.write_bytes(encode_png(result.image))

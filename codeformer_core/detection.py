@@ -219,6 +219,27 @@ def select_faces(
     return kept
 
 
+def faces_from_report(records: object, source: str) -> list[DetectedFace]:
+    """Faces as a report lists them (`[{"box": [x1, y1, x2, y2], "landmarks": [[x, y] * 5], "score": s}, ...]`),
+    e.g. from an earlier run's JSON report; raises InvalidOptionError naming `source` when they are malformed."""
+    if not isinstance(records, list):
+        raise InvalidOptionError(f"{source}: expected a list of faces; got {type(records).__name__}.")
+    faces = []
+    for index, record in enumerate(records):
+        try:
+            box = np.asarray(record["box"], dtype=np.float64).reshape(4)
+            landmarks = np.asarray(record["landmarks"], dtype=np.float64).reshape(5, 2)
+            score = float(record.get("score", 1.0))
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise InvalidOptionError(
+                f"{source}: face {index} needs a 'box' of 4 numbers and 'landmarks' of 5 [x, y] pairs ({error})."
+            ) from error
+        if not (np.isfinite(box).all() and np.isfinite(landmarks).all()):
+            raise InvalidOptionError(f"{source}: face {index} has a coordinate that is not a finite number.")
+        faces.append(DetectedFace(box=box, landmarks=landmarks, score=score))
+    return faces
+
+
 def _dlib_to_ffhq_landmarks(points: np.ndarray) -> Landmarks5 | None:
     """The FFHQ template points placed where dlib's 5 points say the face is (see DlibDetector); None when the
     points are degenerate and no alignment exists."""

@@ -34,6 +34,9 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 """Refused before parsing; also the size to give the upload widget."""
 DEFAULT_WORKING_SIDE = 4096
 """Longest side the pipeline works at; larger images are reduced by `fit_working_size`."""
+MIN_WORKING_SHORT_SIDE = 512
+"""A whole photo whose shorter side is below this is enlarged to it before faces are found, as the official helper
+does (`read_image`): each restored 512-px face then lands near its own resolution instead of being shrunk."""
 MIN_SIDE = 16
 """Below this no face is big enough to detect, let alone restore."""
 GRAY_THRESHOLD = 10.0
@@ -150,6 +153,26 @@ def fit_working_size(image: LoadedImage, max_side: int = DEFAULT_WORKING_SIDE) -
         notes=[*image.notes, note],
     )
     return reduced, scale
+
+
+def enlarge_small(image: LoadedImage, min_side: int = MIN_WORKING_SHORT_SIDE) -> tuple[LoadedImage, float]:
+    """Enlarge (bilinear) so the shorter side is at least min_side; returns the image and the factor (>= 1).
+
+    The factor and the resize call are the official ones, so both pipelines work on the same pixels.
+    """
+    width, height = image.size
+    if min(width, height) >= min_side:
+        return image, 1.0
+    factor = float(min_side) / min(width, height)
+    bgr = cv2.resize(image.bgr, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    note = (
+        f"The image is {width}x{height}, below {min_side} pixels on its shorter side: it was enlarged to"
+        f" {bgr.shape[1]}x{bgr.shape[0]} before finding faces, as the official code does, so the restored faces"
+        " keep their detail."
+    )
+    alpha = None if image.alpha is None else cv2.resize(image.alpha, (bgr.shape[1], bgr.shape[0]),
+                                                        interpolation=cv2.INTER_LINEAR)
+    return dataclasses.replace(image, bgr=bgr, alpha=alpha, notes=[*image.notes, note]), factor
 
 
 def finish_output(bgr: BGRImage, original: LoadedImage) -> np.ndarray:

@@ -7,7 +7,7 @@ re-runs only the decoder and the paste-back.
 """
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -18,7 +18,8 @@ from .detection import DetectedFace, select_faces
 from .device import resolve_device
 from .errors import DeviceError, InvalidImageError
 from .face_network import chunk_size_for, decode_faces, encode_faces
-from .images import LoadedImage, finish_output, fit_working_size
+from .gray import gray_like_input, to_gray
+from .images import LoadedImage, enlarge_small, finish_output, fit_working_size
 from .layouts import BGRImage, FaceCrop, Mask
 from .models import Models
 from .memory import on_own_thread
@@ -67,16 +68,18 @@ class Pipeline:
         options: RestoreOptions,
         *,
         mask: Mask | None = None,
+        faces: Sequence[DetectedFace] | None = None,
         progress: Progress | None = None,
     ) -> RestoreResult:
         """Process one image. For inpaint, `mask` (H x W, > 0.5 = hole) marks the holes; without it, pure-white
-        pixels of the image are the holes (the official convention)."""
+        pixels of the image are the holes (the official convention). `faces`, in input-image pixels (as a report
+        lists them), are used instead of running the detector; the usual filters still apply."""
         clock = StageClock(progress)
         report = Report(options.task, options.effective_fidelity, (image.bgr.shape[1], image.bgr.shape[0]))
         report.adjustments.extend(image.notes)
         with self._run_lock:
             try:
-                output, faces = self._run(image, options, mask, clock, report)
+                output, restored = self._run(image, options, mask, faces, clock, report)
             except torch.OutOfMemoryError as error:
                 self._free_device_memory()
                 raise DeviceError(
@@ -84,18 +87,29 @@ class Pipeline:
                 ) from error
         report.timings = clock.timings
         report.output_size = (output.shape[1], output.shape[0])
-        return RestoreResult(image=output, faces=faces, report=report)
+        return RestoreResult(image=output, faces=restored, report=report)
 
     def _run(
-        self, image: LoadedImage, options: RestoreOptions, mask: Mask | None, clock: StageClock, report: Report
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        mask: Mask | None,
+        given: Sequence[DetectedFace] | None,
+        clock: StageClock,
+        report: Report,
     ) -> tuple[np.ndarray, list[FaceCrop]]:
         working, scale = fit_working_size(image)
-        if scale != 1.0:
-            report.adjustments.extend(note for note in working.notes if note not in image.notes)
-        holes = _hole_mask(working, mask, options) if options.task == "inpaint" else None
         if options.aligned:
+            report.adjustments.extend(note for note in working.notes if note not in image.notes)
+            holes = _hole_mask(working, mask, options) if options.task == "inpaint" else None
             return self._run_aligned(working, holes, options, clock, report)
-        return self._run_whole(image, working, holes, options, clock, report)
+        enlarged_image, enlarged = enlarge_small(working)
+        report.adjustments.extend(note for note in enlarged_image.notes if note not in image.notes)
+        holes = _hole_mask(enlarged_image, mask, options) if options.task == "inpaint" else None
+        scale *= enlarged
+        given = None if given is None else [_scaled_face(face, scale) for face in given]
+        return self._run_whole(image, working.bgr, enlarged, enlarged_image, scale, holes, given, options, clock,
+                               report)
 
     def _run_aligned(
         self, image: LoadedImage, holes: Mask | None, options: RestoreOptions, clock: StageClock, report: Report
@@ -127,17 +141,23 @@ class Pipeline:
     def _run_whole(
         self,
         original: LoadedImage,
+        detection_bgr: BGRImage,
+        enlarged: float,
         image: LoadedImage,
+        scale: float,
         holes: Mask | None,
+        given: list[DetectedFace] | None,
         options: RestoreOptions,
         clock: StageClock,
         report: Report,
     ) -> tuple[np.ndarray, list[FaceCrop]]:
+        """`image` is `original` at the working size, `scale` times its size; `detection_bgr` is it before the
+        enlargement of a small photo (by `enlarged`), which adds no detail for a detector, only time."""
         upscale = _plan_upscale(image.bgr, options, report)
-        key = prepared_key(image.bgr, holes, options)
+        key = prepared_key(image.bgr, holes, options, given)
         prepared = self._prepared.get(key)
         if prepared is None:
-            detected = self._detect(image.bgr, options, clock, report)
+            detected = self._detect(detection_bgr, enlarged, image.bgr.shape, given, options, clock, report)
             with clock.stage("align", "Aligning faces"):
                 affines = [estimate_alignment(face.landmarks) for face in detected]
                 crops = align_faces(image.bgr, affines)
@@ -145,7 +165,7 @@ class Pipeline:
             prepared = self._prepare(key, detected, affines, crops, face_holes, options, clock)
         else:
             report.reused.append("face detection, alignment and encoding")
-        report.faces = [face_report(d.box, d.landmarks, d.score) for d in prepared.detected]
+        report.faces = [face_report(d.box / scale, d.landmarks / scale, d.score) for d in prepared.detected]
         if not prepared.detected:
             report.notices.append("No face was found in this image; it was only upscaled.")
         faces = self._decode(prepared, options, image.is_gray, clock, upscale)
@@ -166,14 +186,27 @@ class Pipeline:
         return finish_output(output, original), faces
 
     def _detect(
-        self, bgr: BGRImage, options: RestoreOptions, clock: StageClock, report: Report
+        self,
+        bgr: BGRImage,
+        enlarged: float,
+        working_shape: tuple[int, ...],
+        given: list[DetectedFace] | None,
+        options: RestoreOptions,
+        clock: StageClock,
+        report: Report,
     ) -> list[DetectedFace]:
-        with clock.stage("load detector", "Loading the face detector"):
-            detector = self.models.detector(options.detector, progress=clock.download_progress)
-        with clock.stage("detect", "Finding faces"):
-            found = detector.detect(bgr)
+        """The faces to process, in the pixels of the working image (`working_shape`): found in `bgr`, the same
+        picture before its enlargement by `enlarged`, unless `given`."""
+        if given is None:
+            with clock.stage("load detector", "Loading the face detector"):
+                detector = self.models.detector(options.detector, progress=clock.download_progress)
+        with clock.stage("detect", "Finding faces" if given is None else "Taking the faces given"):
+            if given is None:
+                found = [_scaled_face(face, enlarged) for face in detector.detect(bgr)]
+            else:
+                found = given
             detected = select_faces(
-                found, bgr.shape, only_center_face=options.only_center_face, max_faces=self.max_faces
+                found, working_shape, only_center_face=options.only_center_face, max_faces=self.max_faces
             )
         if len(found) > len(detected) and not options.only_center_face:
             report.adjustments.append(
@@ -193,7 +226,7 @@ class Pipeline:
     ) -> PreparedFaces:
         """Everything before the decoder, kept in the cache under `key`."""
         if options.task == "colorize":
-            crops = [_gray3(crop) for crop in crops]
+            crops = [to_gray(crop) for crop in crops]
         if face_holes is not None:
             crops = [_whiten_holes(crop, hole) for crop, hole in zip(crops, face_holes)]
         encoded = []
@@ -228,9 +261,12 @@ class Pipeline:
                 np.where(hole[..., None] > 0.5, out, crop)
                 for out, crop, hole in zip(faces, prepared.crops, prepared.face_holes)
             ]
-        if is_gray and options.task != "colorize":
-            # The official code keeps a grey photo grey: the network tends to add colour casts.
-            faces = [_gray3(face) for face in faces]
+        if is_gray and options.task == "restore":
+            faces = [gray_like_input(face, crop) for face, crop in zip(faces, prepared.crops)]
+        elif is_gray and options.task == "inpaint" and not options.aligned:
+            # Our whole-photo inpaint keeps a grey photo grey; the official inpaint script (aligned faces only)
+            # leaves the network's colours, and the crop's white holes would skew the tint matching.
+            faces = [to_gray(face) for face in faces]
         if options.face_upsample and upscale > 1:
             upsampler = self.models.upsampler(progress=clock.download_progress)
             with clock.stage("face upsample", "Upsampling faces"):
@@ -351,7 +387,11 @@ def _only_in_holes(output: BGRImage, background: BGRImage, holes: Mask, upscale:
     return np.where(holes[..., None] > 0.5, output, background)
 
 
-def _gray3(bgr: BGRImage) -> BGRImage:
-    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+def _scaled_face(face: DetectedFace, scale: float) -> DetectedFace:
+    """A face given in input pixels, in the pixels of the input resized by `scale`."""
+    return DetectedFace(
+        box=(np.asarray(face.box, np.float64) * scale).astype(np.float32),
+        landmarks=(np.asarray(face.landmarks, np.float64) * scale).astype(np.float32),
+        score=face.score,
+    )
 

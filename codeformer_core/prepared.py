@@ -30,13 +30,19 @@ class PreparedFaces:
     backgrounds: dict[tuple[int, str], BGRImage] = field(default_factory=dict)
 
 
-def prepared_key(bgr: BGRImage, holes: Mask | None, options: RestoreOptions) -> str:
-    """Same pixels, same mask and same w-independent options give the same key."""
+def prepared_key(
+    bgr: BGRImage, holes: Mask | None, options: RestoreOptions, given: list[DetectedFace] | None = None
+) -> str:
+    """Same pixels, same mask, same faces given (if any) and same w-independent options give the same key."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(np.ascontiguousarray(bgr).data)
     digest.update(str(bgr.shape).encode())
     if holes is not None:
         digest.update(np.packbits(holes > 0.5).data)
+    if given is not None:
+        digest.update(f"{len(given)} faces given".encode())
+        for face in given:
+            digest.update(np.ascontiguousarray(face.landmarks, np.float32).data)
     settings = (options.task, options.aligned, options.detector, options.only_center_face, options.fast,
                 options.parse_paste)
     digest.update(repr(settings).encode())

@@ -4,6 +4,7 @@ CodeFormer runs with golden-filled weights (its real architecture and cost); the
 paste masks are arbitrary but real; faces are found with dlib, the one detector with real weights here.
 """
 
+import dataclasses
 import json
 import threading
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ from codeformer_core import cli
 from codeformer_core.alignment import FFHQ_TEMPLATE_512, estimate_alignment, inverse_affine
 from codeformer_core.detection import DetectedFace
 from codeformer_core.errors import DeviceError
-from codeformer_core.images import read_image
+from codeformer_core.images import read_image, read_image_array
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.weights import WeightStore
@@ -44,25 +45,33 @@ def restored_whole(pipeline, one_face_photo):
     return pipeline.run(one_face_photo, options)
 
 
-def face_square(report_face, scale: int = 1) -> tuple[slice, slice]:
+def face_square(report_face, scale: float = 1) -> tuple[slice, slice]:
     x1, y1, x2, y2 = (int(round(v * scale)) for v in report_face.box)
     return slice(y1, y2), slice(x1, x2)
 
 
+def enlarged_as_official(bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    """The official helper's working image: a shorter side below 512 enlarged to 512, and the factor."""
+    factor = max(1.0, 512.0 / min(bgr.shape[:2]))
+    return cv2.resize(bgr, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR), factor
+
+
 def test_whole_photo_restore_pastes_the_face_back_and_leaves_the_rest(restored_whole, one_face_photo):
-    height, width = one_face_photo.bgr.shape[:2]
+    working, factor = enlarged_as_official(one_face_photo.bgr)
+    height, width = working.shape[:2]
     result = restored_whole
-    assert result.image.shape == (2 * height, 2 * width, 3)
+    assert result.image.shape == (2 * height, 2 * width, 3) == (1024, 1820, 3)
     assert len(result.report.faces) == 1 and result.report.faces_restored == 1
     assert len(result.faces) == 1 and result.faces[0].shape == (512, 512, 3)
     assert {"detect", "align", "encode", "decode", "parse", "paste"} <= set(result.report.timings)
 
-    upscaled = cv2.resize(one_face_photo.bgr, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
-    rows, cols = face_square(result.report.faces[0], scale=2)
+    upscaled = cv2.resize(working, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    rows, cols = face_square(result.report.faces[0], scale=2 * factor)
     inside = np.abs(result.image[rows, cols].astype(int) - upscaled[rows, cols].astype(int))
     assert inside.mean() > 5, "the face region should hold the network's face"
     # Outside the aligned crop's footprint (the crop square carried back into the output) no pixel may change.
-    to_output = inverse_affine(estimate_alignment(np.array(result.report.faces[0].landmarks)), 2)
+    landmarks = np.array(result.report.faces[0].landmarks) * factor
+    to_output = inverse_affine(estimate_alignment(landmarks), 2)
     footprint = cv2.warpAffine(np.ones((512, 512), np.uint8), to_output, (2 * width, 2 * height))
     footprint = cv2.dilate(footprint, np.ones((5, 5), np.uint8)) > 0
     assert footprint.mean() < 0.6
@@ -92,7 +101,24 @@ def test_aligned_colorize_adds_colour_to_a_gray_face(pipeline):
     assert result.report.fidelity == 0.0
 
 
-def test_restore_keeps_a_gray_rgba_face_gray_and_its_alpha(pipeline):
+def test_restore_keeps_a_sepia_faces_tint(pipeline):
+    # A uniform colour cast is grey to the official test (it measures the variance of channel differences), and
+    # the official code matches each restored channel to the input's, so the tint survives the grey conversion.
+    gray = cv2.imread(str(SAMPLES / "gray" / "Hepburn02.png"))
+    sepia = np.clip(gray.astype(int) + [-14, -4, 10], 0, 255).astype(np.uint8)
+    image = read_image(cv2.imencode(".png", sepia)[1].tobytes())
+    assert image.is_gray
+
+    result = pipeline.run(image, RestoreOptions(aligned=True, fidelity=0.5))
+
+    output = result.image.astype(int)
+    unclipped = np.all((output > 0) & (output < 255), axis=2)
+    assert unclipped.mean() > 0.5
+    tint = sepia[..., 2].mean() - sepia[..., 0].mean()  # red minus blue, ~24 levels
+    assert np.abs(output[..., 2] - output[..., 0] - tint)[unclipped].max() <= 3
+
+
+def test_restore_keeps_a_gray_rgba_faces_tone_and_its_alpha(pipeline):
     rgba = read_image(SAMPLES / "gray" / "Einstein02.png")
     assert rgba.alpha is not None and rgba.is_gray
 
@@ -100,8 +126,8 @@ def test_restore_keeps_a_gray_rgba_face_gray_and_its_alpha(pipeline):
 
     assert result.image.shape == (512, 512, 4)
     assert np.array_equal(result.image[..., 3], rgba.alpha)
-    assert np.array_equal(result.image[..., 0], result.image[..., 1])
-    assert np.array_equal(result.image[..., 1], result.image[..., 2])
+    # Its channels differ by at most 2 levels, so the matched output's differ by at most one.
+    assert np.abs(result.image[..., 0].astype(int) - result.image[..., 2].astype(int)).max() <= 1
 
 
 def test_aligned_inpaint_changes_only_the_white_strokes(pipeline):
@@ -127,9 +153,11 @@ def test_whole_photo_inpaint_with_a_separate_mask_changes_only_the_mask(pipeline
         one_face_photo, RestoreOptions(task="inpaint", detector="dlib", upscale=1, parse_paste=False), mask=mask
     )
 
-    outside = mask == 0
-    assert np.array_equal(result.image[outside], one_face_photo.bgr[outside])
-    assert np.any(result.image[mask > 0] != one_face_photo.bgr[mask > 0])
+    working, _ = enlarged_as_official(one_face_photo.bgr)
+    holes = cv2.resize(mask, working.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    assert result.image.shape == working.shape
+    assert np.array_equal(result.image[~holes], working[~holes])
+    assert np.any(result.image[holes] != working[holes])
 
 
 def test_a_photo_without_faces_is_upscaled_and_says_so(tmp_path):
@@ -139,7 +167,7 @@ def test_a_photo_without_faces_is_upscaled_and_says_so(tmp_path):
 
     result = pipeline.run(image, RestoreOptions(detector="dlib", upscale=3))
 
-    assert result.image.shape == (192, 288, 3)
+    assert result.image.shape == (3 * 512, 3 * 768, 3)  # enlarged to a shorter side of 512 first, as officially
     assert result.faces == [] and result.report.faces == []
     assert any("No face was found" in notice for notice in result.report.notices)
 
@@ -157,8 +185,70 @@ def test_the_cli_writes_the_report_as_json(tmp_path):
     assert code == 0
     assert (tmp_path / "out" / "landscape.png").is_file()
     report = json.loads(report_path.read_text())[str(photo)]
-    assert report["faces"] == [] and report["output_size"] == [120, 80]
+    assert report["faces"] == [] and report["output_size"] == [768, 512]
     assert "detect" in report["timings"]
+
+
+def test_small_photos_are_enlarged_to_a_shorter_side_of_512_as_officially(tmp_path):
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+    sizes = {}
+    for width, height in ((225, 225), (1000, 800), (300, 200)):
+        image = read_image_array(np.full((height, width, 3), 120, np.uint8))
+        result = pipeline.run(image, RestoreOptions(upscale=2), faces=[])
+        sizes[width, height] = result.report.output_size
+    assert sizes == {(225, 225): (1024, 1024), (1000, 800): (2000, 1600), (300, 200): (1536, 1024)}
+    assert any("enlarged to 768x512" in line for line in result.report.adjustments)
+
+
+def test_a_small_photos_face_is_restored_at_the_enlarged_size(pipeline):
+    photo = read_image(SAMPLES / "whole" / "04.jpg")  # 225 x 225, one face
+
+    result = pipeline.run(photo, RestoreOptions(detector="dlib", upscale=2, parse_paste=False))
+
+    assert result.image.shape == (1024, 1024, 3) and result.report.faces_restored == 1
+    # Landmarks are reported in the input's pixels, whatever size the pipeline worked at.
+    (face,) = result.report.faces
+    assert 0 <= min(face.box) and max(face.box) <= 225
+
+
+def test_the_cli_takes_the_faces_from_an_earlier_report(tmp_path, restored_whole, stand_in_weights):
+    photo = SAMPLES / "whole" / "03.jpg"
+    earlier = tmp_path / "earlier.json"
+    faces = [dataclasses.asdict(face) for face in restored_whole.report.faces]
+    earlier.write_text(json.dumps({"elsewhere/03.jpg": {"faces": faces}}))  # matched by file name
+    report_path = tmp_path / "report.json"
+
+    code = cli.main([
+        "restore", str(photo), "-o", str(tmp_path / "out"), "--upscale", "1", "--no-parse", "--faces-from",
+        str(earlier), "--weights-dir", str(stand_in_weights("codeformer.pth")), "--json", str(report_path),
+    ])
+
+    assert code == 0
+    report = json.loads(report_path.read_text())[str(photo)]
+    assert report["faces_restored"] == 1
+    assert np.allclose(report["faces"][0]["landmarks"], faces[0]["landmarks"], atol=0.051)
+    assert "load detector" not in report["timings"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not a readable JSON report"),
+        ('{"03.jpg": {"faces": [{"box": [1, 2, 3]}]}}', "face 0 needs a 'box' of 4 numbers"),
+        ('{"other.jpg": {"faces": []}}', "lists no faces for 03.jpg"),
+    ],
+)
+def test_the_cli_refuses_a_bad_faces_report_in_one_line(tmp_path, capsys, content, message):
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(content)
+
+    code = cli.main([
+        "restore", str(SAMPLES / "whole" / "03.jpg"), "-o", str(tmp_path / "out"), "--faces-from", str(earlier),
+        "--weights-dir", str(tmp_path / "empty"),
+    ])
+
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(errors) == 1 and message in errors[0]
 
 
 def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkeypatch, tmp_path):

@@ -107,7 +107,7 @@ def test_faces_in_every_frame_are_restored_keeping_rate_audio_and_size(restore_p
     assert len(source_frames) == 3 and len(restored_frames) == 3
     assert info.fps == Fraction(FPS) and result.fps == FPS
     assert info.has_audio and audio_stream_count(output) == 1
-    assert info.size == result.size == (400, 224)
+    assert info.size == result.size == (914, 512)  # enlarged to a shorter side of 512, as the official does
     assert (result.frames, result.faces_restored, result.frames_without_faces) == (3, 3, 0)
     assert [call[:2] for call in calls] == [(1, 3), (2, 3), (3, 3), (3, 3)]
     assert calls[0][2] > 0 and calls[-1][2] == 0.0
@@ -116,7 +116,9 @@ def test_faces_in_every_frame_are_restored_keeping_rate_audio_and_size(restore_p
     detector = restore_pipeline.models.detector("dlib")
     for source, restored in zip(source_frames, restored_frames):
         (face,) = detector.detect(np.ascontiguousarray(source))
-        x1, y1, x2, y2 = face.box.astype(int)
+        factor = 512 / source.shape[0]
+        x1, y1, x2, y2 = (face.box * factor).astype(int)
+        source = cv2.resize(source, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
         difference = np.abs(source.astype(int) - restored.astype(int)).mean(axis=2)
         # The golden weights are not trained, so a processed face looks nothing like the input ...
         assert difference[max(y1, 0) : y2, max(x1, 0) : x2].mean() > 15
@@ -141,10 +143,12 @@ def test_a_clip_without_faces_or_audio_is_upscaled_and_odd_sides_are_made_even(w
 
     restored = decoded_frames(result.output)
     assert (result.frames, result.frames_without_faces, result.faces_restored) == (4, 4, 0)
-    assert result.size == (130, 98) and restored[0].shape == (98, 130, 3)
+    assert result.size == (1358, 1024) and restored[0].shape == (1024, 1358, 3)  # 49 px enlarged to 512, then x2
     assert not result.has_audio and audio_stream_count(result.output) == 0
     assert len(restored) == 4 and [call[0] for call in calls] == [1, 2, 3, 4, 4]
-    expected = cv2.resize(frames[2], None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)[:98, :130]
+    factor = 512 / 49
+    enlarged = cv2.resize(frames[2], (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize(enlarged, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)[:, :1358]
     assert np.abs(restored[2].astype(int) - expected.astype(int)).mean() < 4
     assert "no face found" in result.summary()
 
