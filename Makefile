@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test bench clean-venv
+.PHONY: run test lint bench clean-venv
 
 # torch first, then basicsr without build isolation: basicsr 1.4.2 is source-only and its isolated build would
 # download a second copy of torch.
@@ -15,11 +15,15 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(BIN)/pip install $$(grep -E '^(torch|torchvision)==' requirements.txt)
 	$(BIN)/pip install --no-build-isolation $$(grep -E '^basicsr==' requirements.txt)
 	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
 	$(BIN)/pip install -r requirements-test.txt
 	touch $@
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
 
 # Fetching ahead is best effort: without a network the app still starts and says which files are missing.
 run: $(VENV)/.runtime-installed
@@ -27,6 +31,7 @@ run: $(VENV)/.runtime-installed
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.test-installed
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # The reference path needs the published architecture as spandrel packages it (bench only, not the app).

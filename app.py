@@ -6,7 +6,6 @@ request that needs it.
 """
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +15,10 @@ import gradio as gr
 import httpx
 from gradio.networking import GRADIO_API_SERVER
 
-from codeformer_core.errors import DeviceError
+from codeformer_core.errors import CodeFormerError
 from codeformer_core.images import DEFAULT_MAX_BYTES
 from codeformer_core.pipeline import Pipeline
-from codeformer_core.weights import WeightStore
+from codeformer_core.settings import Settings
 from demo import build_demo
 
 DEFAULT_MAX_QUEUE = 16
@@ -49,8 +48,9 @@ def positive_int(text: str) -> int:
     return value
 
 
-def default_host() -> str:
-    return "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
+def default_host(settings: Settings) -> str:
+    """Every interface on a Hugging Face Space (its proxy must reach the app), else this machine only."""
+    return "0.0.0.0" if settings.on_space else "127.0.0.1"
 
 
 def serve(
@@ -96,13 +96,14 @@ def share_server_problem() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        pipeline = Pipeline(WeightStore(args.weights_dir), device=args.device)
-    except DeviceError as error:
+        settings = Settings.from_env()
+        pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
+    except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     serve(
-        build_demo(pipeline),
-        host=args.host or default_host(),
+        build_demo(pipeline, settings),
+        host=args.host or default_host(settings),
         port=args.port,
         share=args.share,
         max_queue=args.max_queue,

@@ -26,17 +26,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from bench_weights import default_cache_dir, ensure_bench_weights
+
+from codeformer_core.testing.shared_data import samples_dir
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from bench_weights import default_cache_dir, ensure_bench_weights  # noqa: E402
 
 if TYPE_CHECKING:
     from codeformer_core.pipeline import Pipeline
 
-SAMPLES = REPO_ROOT.parent / "shared" / "samples"
+SAMPLES = samples_dir()
 ALIGNED_FACE = SAMPLES / "aligned" / "0240.png"
 WHOLE_PHOTO = SAMPLES / "whole" / "00.jpg"
 FIDELITY = 0.5  # the official default w
@@ -111,8 +110,8 @@ def _our_pipeline(
 
 
 def _ours_aligned(device: torch.device, weights_dir: Path, _faces: list) -> Measured:
-    from codeformer_core.face_network import crops_to_tensor
     from codeformer_core.images import read_image
+    from codeformer_core.network.batches import crops_to_tensor
     from codeformer_core.options import RestoreOptions
 
     pipeline, load_time = _our_pipeline(device, weights_dir)
@@ -132,9 +131,9 @@ def _ours_aligned(device: torch.device, weights_dir: Path, _faces: list) -> Meas
 
 
 def _ours_aligned_fast(device: torch.device, weights_dir: Path, _faces: list) -> Measured:
-    from codeformer_core.face_network import crops_to_tensor
     from codeformer_core.images import read_image
     from codeformer_core.network import reduced_precision
+    from codeformer_core.network.batches import crops_to_tensor
     from codeformer_core.options import RestoreOptions
 
     pipeline, load_time = _our_pipeline(device, weights_dir)
@@ -155,7 +154,7 @@ def _reference_whole(device: torch.device, weights_dir: Path, faces: list) -> Me
     import cv2
     from reference_path import load_reference_network, reference_helper, restore_photo_reference
 
-    from codeformer_core.stages import StageClock
+    from codeformer_core.pipeline.clock import StageClock
 
     def load() -> tuple:
         return load_reference_network(weights_dir, device), reference_helper(weights_dir, device, UPSCALE)
@@ -221,7 +220,7 @@ def run_child(kind: str, device: torch.device, weights_dir: Path, faces_file: Pa
 
 def detect_shared_faces(path: Path) -> list[dict[str, Any]]:
     """dlib's faces on the photo (random RetinaFace weights find nothing meaningful), given to both paths."""
-    from codeformer_core.detection import DlibDetector, select_faces
+    from codeformer_core.faces.detection import DlibDetector, select_faces
     from codeformer_core.images import read_image
     from codeformer_core.pipeline import DEFAULT_MAX_FACES
 

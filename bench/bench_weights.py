@@ -12,17 +12,12 @@ The files go into a cache directory outside the repository (~570 MB), made once 
 """
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.golden import write_official_checkpoint  # noqa: E402  (needs REPO_ROOT on sys.path)
+from codeformer_core.testing.golden import write_official_checkpoint
 
 SEED = 20220923  # any fixed value: the files must be the same on every run
 CODEFORMER_FILE = "codeformer.pth"

@@ -15,7 +15,6 @@
 - Detection is not run: the landmarks come from the caller, so both paths align exactly the same faces.
 """
 
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,17 +23,15 @@ import torch
 from torch import nn
 from torchvision.transforms.functional import normalize
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from codeformer_core.compat import register_torchvision_alias
+from codeformer_core.pipeline.clock import StageClock  # only its timing: no engine code runs on this path
 
-import codeformer_core.compat  # noqa: E402,F401  (basicsr imports a module torchvision removed)
+register_torchvision_alias()  # basicsr imports a module torchvision removed
+
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
+from bench_weights import CODEFORMER_FILE  # noqa: E402
 from facexlib.utils.face_restoration_helper import FaceRestoreHelper  # noqa: E402
 from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch  # noqa: E402
-
-from bench_weights import CODEFORMER_FILE  # noqa: E402
-from codeformer_core.stages import StageClock  # noqa: E402  (only its timing; no engine code runs on this path)
 
 FACE_SIZE = 512
 

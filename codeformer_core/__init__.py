@@ -9,11 +9,12 @@ from typing import Any
 
 _EXPORTS = {
     "build_network": "codeformer_core.network",
-    "load_network": "codeformer_core.checkpoints",
+    "load_network": "codeformer_core.network.loading",
     "CodeFormerError": "codeformer_core.errors",
     "RestoreOptions": "codeformer_core.options",
     "Pipeline": "codeformer_core.pipeline",
     "read_image": "codeformer_core.images",
+    "Settings": "codeformer_core.settings",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,15 +13,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .detection import DetectedFace, faces_from_report
-from .download_cli import add_download_arguments, run_download
 from .errors import CodeFormerError, InvalidOptionError
+from .faces.detection import DetectedFace, faces_from_report
 from .images import encode_png, read_image
 from .layouts import TASKS, Mask
 from .options import BACKGROUNDS, DETECTORS, MAX_UPSCALE, RestoreOptions
 from .pipeline import Pipeline
+from .settings import Settings
 from .video import VIDEO_SUFFIXES, restore_video
-from .weights import WeightStore
+from .weights.download_cli import add_download_arguments, run_download
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
@@ -94,13 +94,13 @@ def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
-def run_task(args: argparse.Namespace) -> int:
+def run_task(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
     if args.faces_from and args.aligned:
         raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
     given = _read_faces_report(args.faces_from) if args.faces_from else None
-    pipeline = Pipeline(WeightStore(args.weights_dir), device=args.device)
+    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
         errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
@@ -179,9 +179,10 @@ def _restore_video_file(pipeline: Pipeline, path: Path, options: RestoreOptions,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        settings = Settings.from_env()
         if args.command == "download":
-            return run_download(args)
-        return run_task(args)
+            return run_download(args, settings)
+        return run_task(args, settings)
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -9,6 +9,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+FACE_SIZE = 512
+"""Side of an aligned face crop, in pixels: the CodeFormer network's input and output size."""
+
 BGRImage = npt.NDArray[np.uint8]
 """H x W x 3, uint8, channel order B, G, R."""
 

@@ -33,7 +33,7 @@ def release_freed_memory() -> bool:
     """Return the C library's free heap pages to the system; False where the C library has no way to (not glibc).
 
     Why: glibc keeps freed blocks below its mmap threshold (up to 32 MB, so most feature maps under 512 px) in
-    its arenas for reuse; after a network stage that was 150-400 MB of resident memory nothing used. Trimming
+    its arenas for reuse; after a network stage that is hundreds of MB of resident memory nothing uses. Trimming
     takes milliseconds.
     """
     trim = getattr(_c_library(), "malloc_trim", None)

@@ -1,6 +1,8 @@
-"""Per-call options, validated once where they are made."""
+"""Per-call options, validated once where they are made, and the checks every entry point shares."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Literal
 
 from .errors import InvalidOptionError
@@ -11,6 +13,19 @@ DETECTORS: tuple[Detector, ...] = ("retinaface_resnet50", "retinaface_mobile0.25
 Background = Literal["none", "realesrgan"]
 BACKGROUNDS: tuple[Background, ...] = ("none", "realesrgan")
 MAX_UPSCALE = 4
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    """InvalidOptionError naming `name`, the choices and the value when `value` is not one of `choices`."""
+    if value not in choices:
+        raise InvalidOptionError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_fidelity(value: object, name: str = "fidelity") -> float:
+    """`value` as a float when it is a number in [0, 1]; InvalidOptionError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidOptionError(f"{name} must be a number between 0 and 1; got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -38,16 +53,12 @@ class RestoreOptions:
     fast: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {self.task!r}")
-        if not isinstance(self.fidelity, (int, float)) or not 0.0 <= float(self.fidelity) <= 1.0:
-            raise InvalidOptionError(f"fidelity must be between 0 and 1; got {self.fidelity!r}")
+        check_choice("task", self.task, TASKS)
+        check_fidelity(self.fidelity)
         if not isinstance(self.upscale, int) or isinstance(self.upscale, bool) or not 1 <= self.upscale <= MAX_UPSCALE:
             raise InvalidOptionError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}; got {self.upscale!r}")
-        if self.detector not in DETECTORS:
-            raise InvalidOptionError(f"detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
-        if self.background not in BACKGROUNDS:
-            raise InvalidOptionError(f"background must be one of {', '.join(BACKGROUNDS)}; got {self.background!r}")
+        check_choice("detector", self.detector, DETECTORS)
+        check_choice("background", self.background, BACKGROUNDS)
 
     @property
     def effective_fidelity(self) -> float:

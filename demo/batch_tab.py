@@ -4,17 +4,26 @@ A file that cannot be processed is listed with its error in the status box; the 
 """
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gradio as gr
 
 from codeformer_core.batch import run_batch
 from codeformer_core.pipeline import Pipeline
 
-from .handlers import OptionValues, make_options, user_errors
 from .outputs import RequestFiles
+from .running import OptionValues, make_options, user_errors
 from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
 
 NO_FILES = "Upload one or more photos first."
+
+
+class BatchResult(NamedTuple):
+    """What the tab (and /batch) shows, by name."""
+
+    gallery: Any  # (result PNG, file name) per photo that succeeded
+    archive: Any  # the zip of every result, None when nothing succeeded
+    status: Any  # the summary, one line per file that failed
 
 
 def build_batch_tab(pipeline: Pipeline) -> None:
@@ -29,11 +38,13 @@ def build_batch_tab(pipeline: Pipeline) -> None:
                     options = option_widgets("batch", aligned=True, upscale=2)
                 run = gr.Button("Process all", variant="primary", elem_id="batch-run")
             with gr.Column():
-                gallery = gr.Gallery(label="Results", columns=3, height="auto", elem_id="batch-gallery")
-                archive = gr.File(label="All results (zip)", interactive=False, elem_id="batch-zip")
-                status = gr.Textbox(label="Status", lines=4, interactive=False, elem_id="batch-status")
+                outputs = BatchResult(
+                    gallery=gr.Gallery(label="Results", columns=3, height="auto", elem_id="batch-gallery"),
+                    archive=gr.File(label="All results (zip)", interactive=False, elem_id="batch-zip"),
+                    status=gr.Textbox(label="Status", lines=4, interactive=False, elem_id="batch-status"),
+                )
     run.click(
-        handler.run, inputs=[photos, task, fidelity, *options], outputs=[gallery, archive, status],
+        handler.run, inputs=[photos, task, fidelity, *options], outputs=list(outputs),
         api_name="batch", concurrency_id=PIPELINE_GROUP,
     )  # fmt: skip
 
@@ -57,8 +68,8 @@ class BatchHandler:
         detector: str,
         only_center_face: bool,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[list[tuple[str, str]], str | None, str]:
-        """-> (gallery of (PNG, file name), the zip or None when nothing succeeded, status with one line per error)."""
+    ) -> BatchResult:
+        """Every photo through the pipeline with the same options; a failure is listed and the others finish."""
         if not photos:
             raise gr.Error(NO_FILES)
         values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
@@ -71,5 +82,8 @@ class BatchHandler:
 
         with user_errors():
             result = run_batch(self.pipeline, inputs, options, self.files.new_request(), progress=show)
-        gallery = [(str(item.output), item.name) for item in result.items]
-        return gallery, str(result.archive) if result.archive else None, result.summary()
+        return BatchResult(
+            gallery=[(str(item.output), item.name) for item in result.items],
+            archive=str(result.archive) if result.archive else None,
+            status=result.summary(),
+        )

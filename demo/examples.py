@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from skimage import data
 
-from codeformer_core.alignment import align_faces, estimate_alignment
+from codeformer_core.faces.alignment import align_faces, estimate_alignment
 from codeformer_core.images import encode_png
 from codeformer_core.layouts import BGRImage, FaceCrop, Task
 

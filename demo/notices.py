@@ -3,8 +3,7 @@
 from codeformer_core.layouts import TASKS
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
-from codeformer_core.weights_fetch import hub_endpoint
-from codeformer_core.weights_registry import weight_file
+from codeformer_core.weights.registry import weight_file
 
 CHECKED_OPTIONS = (*(RestoreOptions(task=task) for task in TASKS), RestoreOptions(background="realesrgan"))
 """The three tasks with the page's default options, plus the background upsampler: what a visitor will likely use."""
@@ -23,7 +22,7 @@ def missing_weights_notice(pipeline: Pipeline) -> str:
         lines.append(f"- `{name}`: {entry.purpose} ([official copy]({entry.url}))")
     return (
         "**Some pretrained files are not on this machine yet:**\n\n" + "\n".join(lines) + "\n\n"
-        f"Each is downloaded from the Hugging Face Hub ({hub_endpoint()}) the first time a task needs it; the"
-        " progress bar shows the download. If this machine cannot reach the Hub, either put the official files"
+        f"Each is downloaded from the Hugging Face Hub ({store.hub_settings.endpoint}) the first time a task needs"
+        " it; the progress bar shows the download. If this machine cannot reach the Hub, either put the official files"
         f" into `{store.weights_dir}`, or set `HF_ENDPOINT` to a Hub mirror that has them and restart the app."
     )

@@ -6,42 +6,32 @@ longer than `CODEFORMER_MAX_VIDEO_SECONDS` (default 60; 0 lifts the limit, for a
 
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gradio as gr
 
-from codeformer_core.errors import InvalidOptionError
 from codeformer_core.images import safe_stem
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.video import restore_video
 
-from .handlers import OptionValues, make_options, user_errors
 from .outputs import RequestFiles
+from .running import OptionValues, make_options, user_errors
 from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
 
-ENV_MAX_SECONDS = "CODEFORMER_MAX_VIDEO_SECONDS"
-DEFAULT_MAX_SECONDS = 60.0
 NO_VIDEO = "Upload a video first (mp4, mov, avi, webm or mkv)."
 
 
-def max_video_seconds() -> float | None:
-    """The length limit from CODEFORMER_MAX_VIDEO_SECONDS: unset -> DEFAULT_MAX_SECONDS, 0 -> no limit."""
-    text = os.environ.get(ENV_MAX_SECONDS, "").strip()
-    if not text:
-        return DEFAULT_MAX_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise InvalidOptionError(
-            f"{ENV_MAX_SECONDS} must be a number of seconds (0 for no limit); got {text!r}."
-        )
-    return seconds or None
+class VideoResult(NamedTuple):
+    """What the tab (and /video) shows, by name: the restored mp4's path and a summary."""
+
+    video: Any
+    status: Any
 
 
-def build_video_tab(pipeline: Pipeline) -> None:
-    """The Video tab's widgets and its event (API name /video); call inside a gr.Blocks."""
-    handler = VideoHandler(pipeline, max_seconds=max_video_seconds())
+def build_video_tab(pipeline: Pipeline, *, max_seconds: float | None) -> None:
+    """The Video tab's widgets and its event (API name /video); call inside a gr.Blocks. max_seconds: the longest
+    video accepted (None: any length)."""
+    handler = VideoHandler(pipeline, max_seconds=max_seconds)
     limit = f"up to {handler.max_seconds:g} s long" if handler.max_seconds else "of any length"
     with gr.Tab("Video"):
         gr.Markdown(
@@ -56,10 +46,12 @@ def build_video_tab(pipeline: Pipeline) -> None:
                     options = option_widgets("video", aligned=False, upscale=1)
                 run = gr.Button("Process the video", variant="primary", elem_id="video-run")
             with gr.Column():
-                result = gr.Video(format="mp4", label="Result", interactive=False, elem_id="video-result")
-                status = gr.Textbox(label="Status", lines=3, interactive=False, elem_id="video-status")
+                outputs = VideoResult(
+                    video=gr.Video(format="mp4", label="Result", interactive=False, elem_id="video-result"),
+                    status=gr.Textbox(label="Status", lines=3, interactive=False, elem_id="video-status"),
+                )
     run.click(
-        handler.run, inputs=[video, task, fidelity, *options], outputs=[result, status],
+        handler.run, inputs=[video, task, fidelity, *options], outputs=list(outputs),
         api_name="video", concurrency_id=PIPELINE_GROUP,
     )  # fmt: skip
 
@@ -83,8 +75,8 @@ class VideoHandler:
         detector: str,
         only_center_face: bool,
         progress: gr.Progress = gr.Progress(),
-    ) -> tuple[str, str]:
-        """-> (the restored mp4, a summary)."""
+    ) -> VideoResult:
+        """The restored mp4 and a summary."""
         if not video:
             raise gr.Error(NO_VIDEO)
         values = OptionValues(upscale, False, background_enhance, face_upsample, detector, only_center_face)
@@ -103,7 +95,7 @@ class VideoHandler:
             restored = restore_video(
                 Path(video), destination, self.pipeline, options, progress=show, max_seconds=self.max_seconds
             )
-        return str(restored.output), restored.summary()
+        return VideoResult(video=str(restored.output), status=restored.summary())
 
 
 def format_duration(seconds: float) -> str:

@@ -23,7 +23,7 @@ def task_widgets(prefix: str) -> tuple[gr.Radio, gr.Slider]:
 
 
 def option_widgets(prefix: str | None, *, aligned: bool, upscale: int) -> list[gr.components.Component]:
-    """The widgets of `handlers.OptionValues`, in its order, with elem_ids `<prefix>-...` (unique on the page;
+    """The widgets of `running.OptionValues`, in its order, with elem_ids `<prefix>-...` (unique on the page;
     no prefix for the Photo tab). With aligned=False the aligned checkbox is left out (a video frame is never an
     aligned crop)."""
     upscale_widget = gr.Slider(1, MAX_UPSCALE, value=upscale, step=1, precision=0, label="Upscale the whole picture",

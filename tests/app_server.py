@@ -16,12 +16,11 @@ import pytest
 from app import serve
 from codeformer_core.layouts import Task
 from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
 from codeformer_core.weights import CODEFORMER_FILES, REGISTRY, WeightStore
 from demo import build_demo
 
 from .fake_hub import FakeHub, use_hub
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 
 
 def free_port() -> int:
@@ -45,7 +44,9 @@ def running_app(checkpoint: Callable[[Task], Path], tasks: Sequence[Task], work_
     with pytest.MonkeyPatch.context() as env:
         use_hub(env, hub, work_dir / "hf-home")
         env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        store = WeightStore(work_dir / "weights", registry=registry, allow_url_fallback=False)
+        store = WeightStore(
+            work_dir / "weights", hub=HubSettings.from_env(), registry=registry, allow_url_fallback=False
+        )
         demo = build_demo(Pipeline(store, device="cpu"))
         url = serve(demo, host="127.0.0.1", port=free_port(), block=False)
         try:

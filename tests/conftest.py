@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from codeformer_core.layouts import Task
-from codeformer_core.weights_registry import CODEFORMER_FILES
+from codeformer_core.testing.checkpoint_files import WRITERS
+from codeformer_core.testing.shared_data import samples_dir
+from codeformer_core.weights.registry import CODEFORMER_FILES
 
-from .checkpoint_files import WRITERS
 from .fake_hub import fake_hub  # noqa: F401 - a fixture, shared by every module from here
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = samples_dir()
 
 
 @pytest.fixture(scope="session")

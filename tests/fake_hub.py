@@ -30,8 +30,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import torch
 
-
-
 Content = bytes | Path
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _STREAM_CHUNK = 1 << 20

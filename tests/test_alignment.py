@@ -1,27 +1,27 @@
 """Geometry of alignment and paste-back: a real aligned face is placed into a canvas by a known similarity, found
 back by the alignment, and pasted back where it came from, changing nothing outside its mask."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from codeformer_core import paste
-from codeformer_core.alignment import (
+from codeformer_core.errors import CodeFormerError
+from codeformer_core.faces import paste
+from codeformer_core.faces.alignment import (
     CROP_BORDER_VALUE,
-    FACE_SIZE,
     FFHQ_TEMPLATE_512,
     align_faces,
     estimate_alignment,
     inverse_affine,
-    warp_mask_to_faces,
 )
-from codeformer_core.detection import DetectedFace
-from codeformer_core.errors import CodeFormerError
-from codeformer_core.paste import BOX_COLOR, draw_face_boxes, paste_faces
+from codeformer_core.faces.detection import DetectedFace
+from codeformer_core.faces.inpaint import warp_mask_to_faces
+from codeformer_core.faces.paste import BOX_COLOR, draw_face_boxes, paste_faces
+from codeformer_core.layouts import FACE_SIZE
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import SAMPLES
+
 CANVAS_HEIGHT, CANVAS_WIDTH = 700, 820
 
 

@@ -15,13 +15,14 @@ from gradio_client.exceptions import AppError
 import app
 from codeformer_core.images import read_image_array
 from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
-from demo.handlers import PREVIEW_MAX_SIDE, editor_image_and_mask, preview_pair
 from demo.notices import missing_weights_notice
+from demo.running import PREVIEW_MAX_SIDE, editor_image_and_mask, preview_pair
 
-from .app_server import SAMPLES, running_app
+from .app_server import running_app
+from .conftest import SAMPLES
 from .fake_hub import closed_port_url
-
 
 FACE = SAMPLES / "aligned" / "0240.png"
 GRAY_FACE = SAMPLES / "gray" / "Hepburn02.png"
@@ -95,9 +96,9 @@ def test_inpaint_without_holes_says_what_to_do(client):
 
 
 def test_missing_weights_banner_names_the_files_and_both_fixes(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # the served app's cache holds CodeFormer files
-    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+    # An empty Hugging Face cache: the served app's cache holds CodeFormer files.
+    hub = HubSettings(endpoint="http://hub.invalid", cache_dir=tmp_path / "empty-hf-home" / "hub")
+    pipeline = Pipeline(WeightStore(tmp_path / "empty", hub=hub), device="cpu")
 
     notice = missing_weights_notice(pipeline)
 

@@ -7,13 +7,11 @@ tiny and the upsamplers shared.
 import numpy as np
 import pytest
 import torch
+from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402 - after codeformer_core.network.realesrgan installed the shim
 
-from codeformer_core.background import BackgroundUpsampler
 from codeformer_core.errors import CheckpointMismatchError, InvalidImageError, InvalidOptionError
-
-from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402 - after codeformer_core.background installed the shim
-
-from .checkpoint_files import write_realesrgan
+from codeformer_core.network.realesrgan import BackgroundUpsampler
+from codeformer_core.testing.checkpoint_files import write_realesrgan
 
 TILE = 8
 

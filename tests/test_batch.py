@@ -16,6 +16,7 @@ from codeformer_core.batch import run_batch
 from codeformer_core.errors import WeightsUnavailableError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
 from demo.batch_tab import BatchHandler, build_batch_tab
 
@@ -32,10 +33,9 @@ def restore_pipeline(stand_in_weights) -> Pipeline:
 
 
 @pytest.fixture
-def weightless_pipeline(tmp_path, monkeypatch) -> Pipeline:
+def weightless_pipeline(tmp_path) -> Pipeline:
     """A pipeline with no weights and no network: fine wherever no network may run."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return Pipeline(WeightStore(tmp_path / "no-weights"), device="cpu")
+    return Pipeline(WeightStore(tmp_path / "no-weights", hub=HubSettings(offline=True)), device="cpu")
 
 
 def png_pixels(data: bytes) -> np.ndarray:

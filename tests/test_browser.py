@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .app_server import SAMPLES, running_app
-
+from .app_server import running_app
+from .conftest import SAMPLES
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

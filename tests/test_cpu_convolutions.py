@@ -5,16 +5,15 @@ import pytest
 import torch
 from torch import nn
 
-from codeformer_core.errors import InvalidOptionError
+from codeformer_core.compat import nnpack_available
 from codeformer_core.network import cpu_convolutions
 from codeformer_core.network.cpu_convolutions import (
     MIN_SIDE,
     CpuConv2d,
     use_fast_cpu_convolutions,
-    winograd_available,
 )
 
-pytestmark = pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
+pytestmark = pytest.mark.skipif(not nnpack_available(), reason="this torch build has no NNPACK")
 
 
 def _swapped(conv: nn.Conv2d) -> nn.Module:
@@ -129,16 +128,23 @@ def test_swaps_only_suitable_convolutions_and_keeps_the_parameters() -> None:
     assert all(torch.equal(after[name], before[name]) for name in before)
 
 
-def test_plain_kernels_can_be_chosen_and_a_bad_choice_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_kernels_leave_the_convolutions_alone() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))
-    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "plain")
-    assert use_fast_cpu_convolutions(model) == 0
+    assert use_fast_cpu_convolutions(model, "plain") == 0
     assert type(model[0]) is nn.Conv2d
-    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "turbo")
-    with pytest.raises(InvalidOptionError, match='CODEFORMER_CPU_KERNELS must be "fast" or "plain"; got \'turbo\''):
-        use_fast_cpu_convolutions(model)
-    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "Fast")
-    assert use_fast_cpu_convolutions(model) == 1
+    assert use_fast_cpu_convolutions(model, "fast") == 1
+
+
+def test_a_torch_without_nnpack_runs_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(torch, "_nnpack_spatial_convolution")
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1))
+    x = torch.randn(1, 3, 40, 40)
+    expected = model(x)
+
+    assert not nnpack_available()
+    assert use_fast_cpu_convolutions(model) == 0
+    assert all(type(layer) is nn.Conv2d for layer in model)
+    assert torch.equal(model(x), expected)
 
 
 def test_a_module_off_the_cpu_is_left_alone() -> None:

@@ -2,13 +2,13 @@
 and the face-selection rules."""
 
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from codeformer_core.detection import (
+from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
+from codeformer_core.faces.detection import (
     RETINAFACE_MAX_SIDE,
     RETINAFACE_MIN_SIDE,
     DetectedFace,
@@ -16,11 +16,10 @@ from codeformer_core.detection import (
     RetinaFaceDetector,
     select_faces,
 )
-from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
+from codeformer_core.testing.checkpoint_files import write_retinaface
+from codeformer_core.testing.shared_data import samples_dir
 
-from .checkpoint_files import write_retinaface
-
-WHOLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "whole"
+WHOLE = samples_dir() / "whole"
 FACES_PER_SAMPLE = {"00.jpg": 4, "01.jpg": 4, "03.jpg": 1, "04.jpg": 1, "05.jpg": 1}
 
 

@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from codeformer_core.gray import gray_like_input, luminance, to_gray
+from codeformer_core.faces.gray import gray_like_input, luminance, to_gray
 
 from .conftest import SAMPLES
 

@@ -5,7 +5,6 @@ import resource
 import struct
 import time
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,7 +28,7 @@ from codeformer_core.images import (
     write_png,
 )
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+from .conftest import SAMPLES
 
 
 def encoded(picture: Image.Image, fmt: str, **options) -> bytes:

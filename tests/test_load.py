@@ -16,6 +16,7 @@ from gradio_client import Client, handle_file
 
 from app import serve
 from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
 from demo import build_demo
 
@@ -30,9 +31,8 @@ REQUEST_SECONDS = 120
 def app_url(tmp_path_factory):
     work = tmp_path_factory.mktemp("load")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("HF_HUB_OFFLINE", "1")
         env.setenv("GRADIO_ANALYTICS_ENABLED", "False")
-        demo = build_demo(Pipeline(WeightStore(work / "weights"), device="cpu"))
+        demo = build_demo(Pipeline(WeightStore(work / "weights", hub=HubSettings(offline=True)), device="cpu"))
         url = serve(demo, host="127.0.0.1", port=free_port(), max_queue=MAX_QUEUE, block=False)
         try:
             yield url

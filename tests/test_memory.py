@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from codeformer_core.compat import nnpack_available
 from codeformer_core.memory import on_own_thread, release_freed_memory
 from codeformer_core.network import cpu_convolutions
-from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions, winograd_available
+from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads Linux's /proc")
 
@@ -56,7 +57,7 @@ def _convolver(channels: int, side: int) -> Callable[[], torch.Tensor]:
 
 
 @needs_proc
-@pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
+@pytest.mark.skipif(not nnpack_available(), reason="this torch build has no NNPACK")
 def test_a_stage_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread() -> None:
     convolve = _convolver(128, 256)  # NNPACK's workspace for 128 channels at 256 px: ~110 MB
     kept = _grows_while_the_caller_lives(convolve)
@@ -66,7 +67,7 @@ def test_a_stage_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread
 
 
 @needs_proc
-@pytest.mark.skipif(not winograd_available(), reason="this torch build has no NNPACK")
+@pytest.mark.skipif(not nnpack_available(), reason="this torch build has no NNPACK")
 def test_the_workspace_a_thread_keeps_is_bounded_by_the_limit() -> None:
     # Whole, 128 -> 128 channels at 384 px would need 64 x 64 tiles x 64 floats x 256 channels = 268 MB.
     kept = _grows_while_the_caller_lives(_convolver(128, 384))

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from codeformer_core.compat import nnpack_available
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import CodeFormer, build_network, composite_inpainting
-from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions, winograd_available
-
-from .golden import golden_input, golden_state_dict, manifest, reference_arrays
+from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
+from codeformer_core.testing.golden import golden_input, golden_state_dict, manifest, reference_arrays
 
 FEATURE_TOLERANCE = 1e-4
 OUTPUT_TOLERANCE = 1e-3  # times max |reference|
@@ -139,7 +139,7 @@ def test_channels_last_decoder_keeps_codes_exact_and_outputs_within_bound(run: G
 
 
 def test_fast_cpu_convolutions_keep_codes_exact_and_features_within_bound(nnpack_calls: list) -> None:
-    if not winograd_available():
+    if not nnpack_available():
         pytest.skip("this torch build has no NNPACK")
     net = build_network("restore")
     net.load_state_dict(golden_state_dict("restore"), strict=True)

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codeformer_core.checkpoints import checkpoint_task, load_network, read_state_dict
 from codeformer_core.errors import (
     CheckpointMismatchError,
     CorruptWeightsError,
@@ -18,14 +17,14 @@ from codeformer_core.errors import (
     WeightsUnavailableError,
 )
 from codeformer_core.layouts import TASKS
-from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, reduced_precision
+from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, precision, reduced_precision
 from codeformer_core.network.codeformer import adaptive_instance_normalization, network_skeleton
-from codeformer_core.network import precision
+from codeformer_core.network.loading import checkpoint_task, load_network
 from codeformer_core.network.precision import autocast_for
 from codeformer_core.network.transformer import TransformerSALayer
 from codeformer_core.network.vqgan import AttnBlock, ResBlock, VectorQuantizer
-
-from .golden import golden_state_dict, manifest, write_official_checkpoint
+from codeformer_core.testing.golden import golden_state_dict, manifest, write_official_checkpoint
+from codeformer_core.weights.checkpoints import read_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +191,7 @@ def test_cft_blocks_sit_where_the_reference_puts_them(restore_net: nn.Module) ->
 
 @pytest.mark.parametrize("w", [-0.01, 1.01, math.nan, "0.5", None, True])
 def test_invalid_fidelity_is_refused(restore_net: nn.Module, w: object) -> None:
-    with pytest.raises(InvalidOptionError, match="fidelity weight w must be a number between 0 and 1"):
+    with pytest.raises(InvalidOptionError, match="fidelity must be a number between 0 and 1"):
         restore_net.decode(small_encoded(2), w)
 
 

@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from codeformer_core.alignment import FACE_SIZE
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
-from codeformer_core.network.cpu_convolutions import CpuConv2d
-from codeformer_core.parsing import FaceParser, eroded_rectangle_mask, load_parse_network, soft_face_masks
-
-from .checkpoint_files import write_parsenet
+from codeformer_core.faces.parsing import FaceParser, eroded_rectangle_mask, load_parse_network, soft_face_masks
+from codeformer_core.layouts import FACE_SIZE
+from codeformer_core.network.cpu_convolutions import CpuConv2d, use_fast_cpu_convolutions
+from codeformer_core.testing.checkpoint_files import write_parsenet
 
 SKIN, NECK, HAIR, HAT = 1, 17, 13, 14
 
@@ -56,6 +55,7 @@ def test_our_parsenet_computes_facexlibs_logits_from_the_same_checkpoint(tmp_pat
     checkpoint = tmp_path / "parsing_parsenet.pth"
     torch.save(reference.state_dict(), checkpoint)
     ours = load_parse_network(checkpoint, torch.device("cpu"))
+    use_fast_cpu_convolutions(ours)  # as the pipeline's models do on a CPU
     # 256 px: maps from 256 down to 16, so both the Winograd and the fallback convolutions run.
     x = torch.from_numpy(np.random.default_rng(4).uniform(-1, 1, (1, 3, 256, 256)).astype(np.float32))
     with torch.inference_mode():

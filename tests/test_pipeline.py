@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from codeformer_core import cli
-from codeformer_core.alignment import FFHQ_TEMPLATE_512, estimate_alignment, inverse_affine
-from codeformer_core.detection import DetectedFace
 from codeformer_core.errors import DeviceError
+from codeformer_core.faces.alignment import FFHQ_TEMPLATE_512, estimate_alignment, inverse_affine
+from codeformer_core.faces.detection import DetectedFace
 from codeformer_core.images import read_image, read_image_array
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
@@ -251,25 +251,6 @@ def test_the_cli_refuses_a_bad_faces_report_in_one_line(tmp_path, capsys, conten
     assert code == 1 and len(errors) == 1 and message in errors[0]
 
 
-def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(monkeypatch, tmp_path):
-    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
-    monkeypatch.setattr("codeformer_core.pipeline.chunk_size_for", lambda device: 4)
-    chunks_tried = []
-
-    def work(chunk: int) -> list[int]:
-        chunks_tried.append(chunk)
-        if chunk > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return [chunk]
-
-    assert pipeline._with_smaller_chunks(work) == [1]
-    assert chunks_tried == [4, 1]
-
-    monkeypatch.setattr(pipeline, "_run", lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("oom")))
-    with pytest.raises(DeviceError, match="ran out of memory"):
-        pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
-
-
 class GridDetector:
     """Stands in for a detector on a crowd photo: 60 faces, the one at index 2 larger than the rest."""
 
@@ -310,8 +291,8 @@ def test_each_network_stage_runs_on_a_thread_that_ends_with_it(stand_in_weights,
     face = np.full((512, 512, 3), 128, np.uint8)
     masks = np.ones((1, 512, 512), np.float32)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
-    monkeypatch.setattr("codeformer_core.pipeline.encode_faces", stage("encode", ["encoded face"]))
-    monkeypatch.setattr("codeformer_core.pipeline.decode_faces", stage("decode", [face]))
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", stage("encode", ["encoded face"]))
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.decode_faces", stage("decode", [face]))
     parser = SimpleNamespace(paste_masks=stage("parse", masks))
     monkeypatch.setattr(pipeline.models, "parser", lambda *args, **kwargs: parser)
 
@@ -322,3 +303,34 @@ def test_each_network_stage_runs_on_a_thread_that_ends_with_it(stand_in_weights,
     assert len(set(stage_threads.values())) == 3
     assert all(thread is not threading.current_thread() for thread in stage_threads.values())
     assert not any(thread.is_alive() for thread in stage_threads.values())
+
+
+def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(
+    stand_in_weights, one_face_photo, monkeypatch
+):
+    pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=4)
+    monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 4)  # as on a GPU
+    batches_tried = []
+
+    def encode(net, crops, *, adain, fast, batch):
+        batches_tried.append(batch)
+        if batch > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return ["encoded face"] * len(crops)
+
+    face = np.full((512, 512, 3), 128, np.uint8)
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", encode)
+    decode = lambda net, encoded, **_: [face] * len(encoded)  # noqa: E731
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.decode_faces", decode)
+
+    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1, parse_paste=False))
+
+    assert batches_tried == [4, 1] and result.report.faces_restored == 4
+
+    def always_out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", always_out_of_memory)
+    with pytest.raises(DeviceError, match="ran out of memory"):
+        pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))

@@ -17,7 +17,7 @@ from codeformer_core import cli
 from codeformer_core.errors import InvalidImageError, InvalidOptionError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.video import probe_video, restore_video
-from demo.video_tab import ENV_MAX_SECONDS, VideoHandler, build_video_tab, format_duration, max_video_seconds
+from demo.video_tab import VideoHandler, build_video_tab, format_duration
 
 from .conftest import SAMPLES
 from .test_batch import restore_pipeline, weightless_pipeline
@@ -219,22 +219,9 @@ def test_cli_writes_a_video_input_as_stem_mp4(tmp_path, monkeypatch, capsys):
     assert f"-> {output} (3 frames, 0 face(s))" in printed.out
 
 
-def test_the_video_length_limit_comes_from_the_environment(monkeypatch):
-    monkeypatch.delenv(ENV_MAX_SECONDS, raising=False)
-    assert max_video_seconds() == 60
-    monkeypatch.setenv(ENV_MAX_SECONDS, "12.5")
-    assert max_video_seconds() == 12.5
-    monkeypatch.setenv(ENV_MAX_SECONDS, "0")
-    assert max_video_seconds() is None
-    for wrong in ("ten", "-3", "nan"):
-        monkeypatch.setenv(ENV_MAX_SECONDS, wrong)
-        with pytest.raises(InvalidOptionError, match=f"{ENV_MAX_SECONDS} must be a number of seconds"):
-            max_video_seconds()
-
-
 def test_the_video_tab_serves_video_and_shows_the_limit_as_an_error(weightless_pipeline, tmp_path):
     with gr.Blocks() as page:
-        build_video_tab(weightless_pipeline)
+        build_video_tab(weightless_pipeline, max_seconds=60.0)
     assert "video" in {fn.api_name for fn in page.fns.values()}
     clip = write_clip(tmp_path / "party.webm", faceless_frames(6, 64, 48), audio=False, codec="libvpx-vp9",
                       quality=None)  # fmt: skip

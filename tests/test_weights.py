@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from codeformer_core.checkpoints import load_network, read_state_dict
-from codeformer_core.download_cli import add_download_arguments, run_download
 from codeformer_core.errors import (
     CheckpointMismatchError,
     CorruptWeightsError,
@@ -22,10 +20,15 @@ from codeformer_core.errors import (
     WeightsUnavailableError,
 )
 from codeformer_core.network import CodeFormer
+from codeformer_core.network.loading import load_network
+from codeformer_core.options import RestoreOptions
+from codeformer_core.settings import HubSettings, Settings
+from codeformer_core.testing.golden import golden_tensor
 from codeformer_core.weights import REGISTRY, WeightFile, WeightStore, files_needed
+from codeformer_core.weights.checkpoints import read_state_dict
+from codeformer_core.weights.download_cli import add_download_arguments, run_download
 
 from .fake_hub import FakeHub, closed_port_url, silent_server_url, small_checkpoint, use_hub
-from .golden import golden_tensor
 
 PARSER = "parsing_parsenet.pth"
 PARSER_DATA = small_checkpoint(seed=1)
@@ -43,6 +46,8 @@ def unverified_registry(hub: FakeHub | None = None, **facts: dict[str, object]) 
 def make_store(tmp_path: Path, hub: FakeHub | None = None, **kwargs) -> WeightStore:
     kwargs.setdefault("registry", unverified_registry(hub))
     kwargs.setdefault("allow_url_fallback", False)
+    # The app reads the environment once, at start-up; a test's store reads it when made, after its setenv calls.
+    kwargs.setdefault("hub", HubSettings.from_env())
     return WeightStore(tmp_path / "weights", **kwargs)
 
 
@@ -169,7 +174,8 @@ def test_an_unreachable_hub_fails_within_seconds(monkeypatch, tmp_path):
 
 
 def test_a_hub_that_never_answers_costs_one_timeout_per_source(monkeypatch, tmp_path):
-    monkeypatch.setattr("codeformer_core.weights_fetch.READ_TIMEOUT", 0.5)
+    monkeypatch.setattr("codeformer_core.weights.hub.READ_TIMEOUT", 0.5)
+    monkeypatch.setattr("codeformer_core.weights.release.READ_TIMEOUT", 0.5)
     with silent_server_url() as silent:
         monkeypatch.setenv("HF_ENDPOINT", silent)
         registry = unverified_registry()
@@ -235,7 +241,7 @@ def test_a_download_corrupted_on_the_way_is_fetched_again(fake_hub, tmp_path, ca
     fake_hub.files[PARSER] = PARSER_DATA
     fake_hub.serve_instead(PARSER, os.urandom(len(PARSER_DATA)), times=1)
 
-    with caplog.at_level(logging.WARNING, logger="codeformer_core.weights"):
+    with caplog.at_level(logging.WARNING, logger="codeformer_core.weights.store"):
         path = make_store(tmp_path).path(PARSER)
 
     assert path.read_bytes() == PARSER_DATA
@@ -249,7 +255,7 @@ def test_a_corrupt_file_in_the_weights_directory_is_reported_and_replaced(fake_h
     store.weights_dir.mkdir()
     (store.weights_dir / PARSER).write_bytes(b"\x00garbage" * 500)
 
-    with caplog.at_level(logging.WARNING, logger="codeformer_core.weights"):
+    with caplog.at_level(logging.WARNING, logger="codeformer_core.weights.store"):
         state_dict = store.load(PARSER, read_state_dict)
 
     assert set(state_dict) == {"conv.weight", "conv.bias"}
@@ -311,7 +317,7 @@ def test_a_space_repo_is_served_like_a_model_repo(monkeypatch, tmp_path):
     try:
         use_hub(monkeypatch, hub, tmp_path / "hf-home")
         hub.files[f"weights/facelib/{PARSER}"] = PARSER_DATA
-        store = WeightStore(tmp_path / "weights", registry=unverified_registry(), allow_url_fallback=False)
+        store = make_store(tmp_path)
         assert store.hub.spec == "spaces/someone/CodeFormer"  # from CODEFORMER_HUB_REPO
         assert store.path(PARSER).read_bytes() == PARSER_DATA
     finally:
@@ -344,14 +350,14 @@ def test_the_release_url_serves_what_the_hub_lacks(fake_hub, tmp_path):
     ],
 )
 def test_files_needed_lists_only_what_the_run_uses(task, options, expected):
-    assert files_needed(task, **options) == expected
+    assert files_needed(RestoreOptions(task=task, **options)) == expected
 
 
 def test_only_the_needed_files_are_fetched(fake_hub, tmp_path):
     for seed, name in enumerate(REGISTRY):
         fake_hub.files[f"all/{name}"] = small_checkpoint(seed=seed)
     store = make_store(tmp_path)
-    needed = files_needed("restore", detector="retinaface_mobile0.25", parse_paste=False)
+    needed = files_needed(RestoreOptions(detector="retinaface_mobile0.25", parse_paste=False))
 
     for name in needed:
         store.path(name)
@@ -366,9 +372,9 @@ def test_unknown_names_and_repos_are_refused():
     with pytest.raises(InvalidOptionError, match="unknown weight file 'codeformer.pt'"):
         WeightStore().path("codeformer.pt")
     with pytest.raises(InvalidOptionError, match="owner/name"):
-        WeightStore(hub_repo="just-a-name")
+        WeightStore(hub=HubSettings(repo="just-a-name"))
     with pytest.raises(InvalidOptionError, match="task must be one of"):
-        files_needed("deblur")
+        RestoreOptions(task="deblur")
 
 
 def test_two_threads_asking_for_one_file_download_it_once(fake_hub, tmp_path):
@@ -395,13 +401,13 @@ def test_two_threads_asking_for_one_file_download_it_once(fake_hub, tmp_path):
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     add_download_arguments(parser)
-    return run_download(parser.parse_args(argv))
+    return run_download(parser.parse_args(argv), Settings.from_env())
 
 
 def test_the_download_command_prints_where_each_file_went(fake_hub, monkeypatch, tmp_path, capsys):
     for seed, name in enumerate(["codeformer_inpainting.pth", "detection_mobilenet0.25_Final.pth", PARSER]):
         fake_hub.files[f"weights/{name}"] = small_checkpoint(seed=seed)
-    monkeypatch.setattr("codeformer_core.weights.REGISTRY", unverified_registry())
+    monkeypatch.setattr("codeformer_core.weights.store.REGISTRY", unverified_registry())
     weights_dir = tmp_path / "weights"
     inpaint = ["--task", "inpaint", "--detector", "retinaface_mobile0.25", "--weights-dir", str(weights_dir)]
 

@@ -13,19 +13,18 @@ not clamped.
 
 from dataclasses import dataclass
 from functools import partial
-from numbers import Real
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InvalidImageError, InvalidOptionError
-from ..layouts import TASKS, Task
+from ..errors import InvalidImageError
+from ..layouts import FACE_SIZE, TASKS, Task
+from ..options import check_choice, check_fidelity
 from .encoded import EncodedFaces
 from .precision import Precision, autocast_for
 from .transformer import transformer_layers
 from .vqgan import Encoder, Generator, ResBlock, VectorQuantizer
 
-FACE_SIZE = 512
 LATENT_SIZE = 16
 LATENT_CHANNELS = 256
 # The VQGAN shape shared by all published CodeFormer checkpoints.
@@ -101,8 +100,8 @@ class CodeFormer(nn.Module):
     Whatever the precision, results come back as float32.
     Convolution speed: on a CPU, `cpu_convolutions.use_fast_cpu_convolutions(net)` (Winograd and GEMM kernels)
     halves the convolution time within the golden bounds; elsewhere `use_channels_last()` runs the decoder on
-    N x H x W x C data (cuDNN's preferred layout; ~20% less decoder time on a CPU without NNPACK, outputs within
-    ~1e-4 of max |out|). The encoder keeps the default layout there: channels_last moves its logits by up to 2e-4.
+    N x H x W x C data (cuDNN's preferred layout, and faster on a CPU without NNPACK too; outputs within the
+    golden bounds). The encoder keeps the default layout there: channels_last moves its logits by up to 2e-4.
     The golden tests pin the default path and check both speed options.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
@@ -178,7 +177,7 @@ class CodeFormer(nn.Module):
 
         w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
         """
-        w = _check_fidelity(w)
+        w = check_fidelity(w)
         cft_steps = {}
         if w > 0:
             cft_steps = {
@@ -213,7 +212,7 @@ class CodeFormer(nn.Module):
 def build_network(task: Task) -> CodeFormer:
     """The CodeFormer network for `task` ("restore", "colorize" or "inpaint"): float32, CPU, eval mode.
 
-    Its weights are zero until a checkpoint is loaded (see `codeformer_core.checkpoints.load_network`):
+    Its weights are zero until a checkpoint is loaded (see `codeformer_core.weights.checkpoints.load_network`):
     random initialisation of 95M parameters would only be overwritten.
     """
     net = network_skeleton(task)
@@ -227,8 +226,7 @@ def build_network(task: Task) -> CodeFormer:
 def network_skeleton(task: Task) -> CodeFormer:
     """The network for `task` in eval mode without storage (meta device): its state_dict has the names and
     shapes only. Give it weights with `load_state_dict(..., assign=True)`, which takes the tensors as they are."""
-    if task not in TASKS:
-        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    check_choice("task", task, TASKS)
     with torch.device("meta"):
         return CodeFormer(CONFIGS[task]).eval()
 
@@ -245,8 +243,3 @@ def _encoder_channels(resolution: int) -> int:
     level = (FACE_SIZE // resolution).bit_length() - 1
     return VQGAN_SHAPE["nf"] * VQGAN_SHAPE["ch_mult"][level]
 
-
-def _check_fidelity(w: float) -> float:
-    if isinstance(w, bool) or not isinstance(w, Real) or not 0.0 <= float(w) <= 1.0:
-        raise InvalidOptionError(f"fidelity weight w must be a number between 0 and 1; got {w!r}")
-    return float(w)

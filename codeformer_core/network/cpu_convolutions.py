@@ -1,28 +1,26 @@
 """Faster float32 convolutions for CPU inference: 3 x 3 through NNPACK's Winograd kernels, 1 x 1 as one GEMM.
 
-Why: on a CPU without AVX-512, oneDNN runs a 3 x 3 convolution at ~100-140 GFLOP/s. NNPACK's Winograd transform
-(bundled with the standard torch wheels, but only picked by torch for batches of 16 or more) computes the same
-convolution with far fewer multiplications, and a 1 x 1 convolution is a plain matrix product, which MKL's GEMM
-runs ~1.5x faster than oneDNN's convolution at 256-512 px. Measured on a 2-core AVX2 CPU with torch 2.14.1: the
-CodeFormer network's convolutions take half the time, ParseNet's 3 x 3 convolutions ~40% less. The numerical cost
-is small: on the golden vectors the logits move by 1.9e-5 and the encoder features by 3.5e-5 (the exact-path
-bound is 1e-4), the outputs by 1.3e-5 x max |output|, and every code index is unchanged.
+Why: NNPACK's Winograd transform (bundled with the standard torch wheels, but only picked by torch for batches of 16
+or more) computes a 3 x 3 convolution with far fewer multiplications, and a 1 x 1 convolution is a plain matrix
+product, which MKL's GEMM runs faster than oneDNN's convolution; on CPUs without AVX-512 the networks' convolutions
+take about half the time (bench/README.md, "Measurements behind the engine's constants"). The golden tests bound
+the numerical cost: every code index unchanged, logits and features well within the exact path's bound.
 
-Not everywhere: Real-ESRGAN's 32-channel convolutions ran 1.25x slower through NNPACK, so callers choose the
-networks (see models.py). Everything else falls back to the module's own convolution: other devices, dtypes other
+Not everywhere: Real-ESRGAN's 32-channel convolutions ran slower through NNPACK, so callers choose the networks
+(see pipeline/models.py). Where this torch has no NNPACK (`compat.nnpack_available`), nothing is
+swapped. Everything else falls back to the module's own convolution: other devices, dtypes other
 than float32, autocast (reduced precision has its own kernels), autograd, and 3 x 3 maps smaller than MIN_SIDE.
 """
-
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InvalidOptionError
+from ..compat import nnpack_available, nnpack_convolution
+from ..settings import CpuKernels
 
 MIN_SIDE = 32
-"""Below this, Winograd's transforms cost more than they save (measured: 16 x 16 maps ran 1.5x slower)."""
+"""Below this, Winograd's transforms cost more than they save."""
 
 WINOGRAD_TILE = 6
 """Output rows and columns per Winograd tile: NNPACK's F(6 x 6, 3 x 3) transforms 8 x 8 input tiles."""
@@ -33,28 +31,8 @@ WORKSPACE_LIMIT = 128 * 2**20
 """Bytes of NNPACK workspace a convolution may take before it runs in bands of output rows. Why: the workspace
 holds the transforms of every input and output tile at once (64 floats per tile and channel): 484 MB for 128 -> 128
 channels at 512 px, on top of the activations, and it stays allocated, at its largest, for the calling thread's
-life. Bands move results by Winograd rounding only. Their speed cost is not settled (2-core AVX2): one 128 -> 128
-convolution at 512 px took 0.82-0.86 s in 2-4 bands against 1.0 s whole, but ParseNet as a whole ran ~15% slower
-in bands; see bench/README.md before lowering or raising this."""
-
-KERNELS_VARIABLE = "CODEFORMER_CPU_KERNELS"
-""""fast" (the default) or "plain": torch's own kernels, which need no NNPACK workspace (up to WORKSPACE_LIMIT),
-for 1.2-1.6x the time in our runs (bench/results-cpu.md)."""
-
-
-def fast_kernels_chosen() -> bool:
-    """What CODEFORMER_CPU_KERNELS asks for; InvalidOptionError for a value that is neither "fast" nor "plain"."""
-    choice = os.environ.get(KERNELS_VARIABLE, "fast").strip().lower()
-    if choice not in ("fast", "plain"):
-        raise InvalidOptionError(f'{KERNELS_VARIABLE} must be "fast" or "plain"; got {choice!r}')
-    return choice == "fast"
-
-
-def winograd_available() -> bool:
-    """Whether this torch build has NNPACK on this CPU. The check also initialises NNPACK, which its
-    convolution needs before the first call (otherwise it fails with 'SpatialConvolution_updateOutput failed')."""
-    return bool(torch.backends.nnpack.is_available())
-
+life. Bands move results by Winograd rounding only; their speed cost is not settled (see bench/README.md before
+lowering or raising this)."""
 
 class CpuConv2d(nn.Conv2d):
     """An nn.Conv2d (same parameters, same state_dict keys) that takes the faster kernel when it can."""
@@ -75,8 +53,7 @@ class CpuConv2d(nn.Conv2d):
         tile_rows = -(-out_height // WINOGRAD_TILE)
         bands = -(-tile_rows * self._workspace_per_tile_row(batch, out_width) // WORKSPACE_LIMIT)
         if bands <= 1:
-            return torch._nnpack_spatial_convolution(x.contiguous(), self.weight, self.bias, [pad_rows, pad_columns],
-                                                     [1, 1])
+            return nnpack_convolution(x.contiguous(), self.weight, self.bias, self.padding)
         band_height = -(-tile_rows // bands) * WINOGRAD_TILE
         out = x.new_empty(batch, self.out_channels, out_height, out_width)
         for top in range(0, out_height, band_height):
@@ -85,8 +62,7 @@ class CpuConv2d(nn.Conv2d):
             first, last = top - pad_rows, bottom - pad_rows + 2
             rows = x[:, :, max(first, 0) : min(last, height)]
             rows = F.pad(rows, (0, 0, max(-first, 0), max(last - height, 0))).contiguous()
-            out[:, :, top:bottom] = torch._nnpack_spatial_convolution(rows, self.weight, self.bias, [0, pad_columns],
-                                                                      [1, 1])
+            out[:, :, top:bottom] = nnpack_convolution(rows, self.weight, self.bias, (0, pad_columns))
         return out
 
     def _workspace_per_tile_row(self, batch: int, out_width: int) -> int:
@@ -114,13 +90,13 @@ class CpuConv2d(nn.Conv2d):
         )
 
 
-def use_fast_cpu_convolutions(module: nn.Module) -> int:
+def use_fast_cpu_convolutions(module: nn.Module, kernels: CpuKernels = "fast") -> int:
     """Swap, in place, every ungrouped stride-1 nn.Conv2d inside `module` that is either 3 x 3 with zero padding
     or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped: 0 for a module
     off the CPU, where NNPACK is unavailable (the 1 x 1 gain alone is too small to be worth a second code path),
-    or when plain kernels are chosen."""
+    or when `kernels` is "plain" (torch's own kernels: no NNPACK workspace, more time)."""
     on_cpu = all(parameter.device.type == "cpu" for parameter in module.parameters())
-    if not (on_cpu and fast_kernels_chosen() and winograd_available()):
+    if not (on_cpu and kernels == "fast" and nnpack_available()):
         return 0
     swapped = 0
     for parent in list(module.modules()):

@@ -7,11 +7,8 @@ uses its inverse, scaled to the output size (`inverse_affine`).
 import cv2
 import numpy as np
 
-from .errors import CodeFormerError
-from .layouts import Affine, BGRImage, FaceCrop, Landmarks5, Mask
-
-FACE_SIZE = 512
-"""Side of an aligned face crop, in pixels: the network's input size."""
+from ..errors import CodeFormerError
+from ..layouts import FACE_SIZE, Affine, BGRImage, FaceCrop, Landmarks5
 
 FFHQ_TEMPLATE_512: Landmarks5 = np.array(
     [
@@ -56,22 +53,6 @@ def align_faces(image: BGRImage, affines: list[Affine]) -> list[FaceCrop]:
         )
         for affine in affines
     ]
-
-
-def warp_mask_to_faces(mask: Mask, affines: list[Affine]) -> list[Mask]:
-    """Carry a whole-image mask (H x W, 1 = hole) into each face crop: 512 x 512 float32 of exactly 0 or 1.
-
-    Bilinear warp then a 0.5 threshold, so a rotated or scaled stroke keeps smooth edges but stays binary (the
-    inpainting network expects holes of pure white, not half-grey). Outside the image counts as no hole.
-    """
-    source = np.asarray(mask, dtype=np.float32)
-    crops = []
-    for affine in affines:
-        warped = cv2.warpAffine(
-            source, affine, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-        )
-        crops.append((warped >= 0.5).astype(np.float32))
-    return crops
 
 
 def _pixel_scaling(factor: float) -> Affine:

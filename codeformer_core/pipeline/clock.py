@@ -4,6 +4,9 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
+Progress = Callable[[float, str], None]
+"""progress(fraction in [0, 1], message) — the app turns it into a progress bar."""
+
 
 class StageClock:
     """Times each named stage into `timings` and tells `progress(fraction, message)` as stages start.
@@ -17,7 +20,7 @@ class StageClock:
         "decode": 0.5, "face upsample": 0.7, "background": 0.75, "load parser": 0.8, "parse": 0.82, "paste": 0.95,
     }
 
-    def __init__(self, progress: Callable[[float, str], None] | None = None) -> None:
+    def __init__(self, progress: Progress | None = None) -> None:
         self.timings: dict[str, float] = {}
         self._progress = progress
 

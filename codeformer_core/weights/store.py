@@ -1,14 +1,13 @@
 """The one way the app gets a pretrained file: `WeightStore.path(name)` or `WeightStore.load(name, loader)`.
 
 Resolution order, per file, once per process:
-1. the weights directory (`weights/` under the current directory; `CODEFORMER_WEIGHTS_DIR` or the
-   `weights_dir` argument override it): a file there is used with no network at all;
-2. huggingface_hub's cache (`HF_HOME` / `HF_HUB_CACHE`), also without network (the file is then linked into
-   the weights directory);
-3. the Hugging Face Hub (`HF_ENDPOINT`), repo `CODEFORMER_HUB_REPO` at `CODEFORMER_HUB_REVISION`, where the file
-   is found by name in the repo's file list, since mirrors keep the files at different paths;
+1. the weights directory: a file there is used with no network at all;
+2. huggingface_hub's cache, also without network (the file is then linked into the weights directory);
+3. the Hugging Face Hub (`HubSettings`: endpoint, repo and revision), where the file is found by name in the
+   repo's file list, since mirrors keep the files at different paths;
 4. the official release URL (unless `allow_url_fallback=False`).
-With `HF_HUB_OFFLINE=1` only 1 and 2 are tried.
+Offline (`HubSettings.offline`, from HF_HUB_OFFLINE) only 1 and 2 are tried. `WeightStore.from_settings` takes
+all of it from the process's `Settings`.
 
 Where files end up: huggingface_hub downloads into its own cache, and the store then hard-links the file into the
 weights directory (a copy only when the two are on different filesystems). So the weights directory always holds
@@ -23,61 +22,21 @@ that fails is reported by name and fetched once more. A file already in the weig
 app later.
 """
 
-import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from .checkpoints import read_state_dict
-from .errors import CorruptWeightsError, WeightsError, WeightsUnavailableError
-from .weights_fetch import (
-    DownloadProgress,
-    Fetched,
-    HubRepo,
-    ReleaseUrls,
-    SourceUnavailable,
-    TransferFailed,
-    hub_endpoint,
-    hub_offline,
-    place_file,
-)
-from .weights_registry import (
-    CODEFORMER_FILES,
-    DETECTOR_FILES,
-    PARSER_FILE,
-    REALESRGAN_FILE,
-    REGISTRY,
-    WeightFile,
-    files_needed,
-    weight_file,
-)
+from ..errors import CorruptWeightsError, WeightsError, WeightsUnavailableError
+from ..settings import HubSettings, Settings
+from .checkpoints import size_problem, verify_download
+from .hub import HubRepo
+from .registry import REGISTRY, WeightFile, weight_file
+from .release import ReleaseUrls
+from .sources import DownloadProgress, Fetched, SourceUnavailable, TransferFailed, place_file
 
-__all__ = [
-    "CODEFORMER_FILES",
-    "DETECTOR_FILES",
-    "PARSER_FILE",
-    "REALESRGAN_FILE",
-    "REGISTRY",
-    "DownloadProgress",
-    "WeightFile",
-    "WeightStore",
-    "files_needed",
-]
-
-# The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from its
-# weights/CodeFormer/ folder. Files are found by name, so its folder layout does not matter; a file it lacks
-# comes from the official release URL.
-DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
-DEFAULT_HUB_REVISION = "main"
-DEFAULT_WEIGHTS_DIR = "weights"
-ENV_WEIGHTS_DIR = "CODEFORMER_WEIGHTS_DIR"
-ENV_HUB_REPO = "CODEFORMER_HUB_REPO"
-ENV_HUB_REVISION = "CODEFORMER_HUB_REVISION"
-_HASH_CHUNK_BYTES = 1 << 22
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,31 +48,24 @@ Fetch = Callable[[Path, DownloadProgress | None, bool], Fetched]
 class WeightStore:
     """Finds, downloads, verifies and hands out the pretrained files; safe to share between threads.
 
-    weights_dir: where files are looked up and placed (default: $CODEFORMER_WEIGHTS_DIR, else ./weights).
-    hub_repo: "owner/name" of a model repo, or "spaces/owner/name" / "datasets/owner/name"
-      (default: $CODEFORMER_HUB_REPO, else the author's Space).
-    hub_revision: branch, tag or commit (default: $CODEFORMER_HUB_REVISION, else main).
+    weights_dir: where files are looked up and placed.
+    hub: which Hub, repo and revision to download from, huggingface_hub's cache, and whether to stay offline.
     hub_paths: file name -> path in the repo, for a mirror that renames a file; others are found by name.
     registry: the files' official facts (default: REGISTRY); tests pass their own sizes and digests.
     """
 
     def __init__(
         self,
-        weights_dir: Path | str | None = None,
+        weights_dir: Path | str = "weights",
         *,
-        hub_repo: str | None = None,
-        hub_revision: str | None = None,
+        hub: HubSettings | None = None,
         hub_paths: Mapping[str, str] | None = None,
         allow_url_fallback: bool = True,
         registry: Mapping[str, WeightFile] | None = None,
     ) -> None:
-        directory = weights_dir or os.environ.get(ENV_WEIGHTS_DIR) or DEFAULT_WEIGHTS_DIR
-        self.weights_dir = Path(directory).expanduser().absolute()
-        self.hub = HubRepo(
-            hub_repo or os.environ.get(ENV_HUB_REPO) or DEFAULT_HUB_REPO,
-            hub_revision or os.environ.get(ENV_HUB_REVISION) or DEFAULT_HUB_REVISION,
-            dict(hub_paths or {}),
-        )
+        self.weights_dir = Path(weights_dir).expanduser().absolute()
+        self.hub_settings = hub if hub is not None else HubSettings()
+        self.hub = HubRepo(self.hub_settings, dict(hub_paths or {}))
         self.allow_url_fallback = allow_url_fallback
         self.releases = ReleaseUrls()
         self.registry = dict(registry if registry is not None else REGISTRY)
@@ -122,6 +74,11 @@ class WeightStore:
         self._resolved: dict[str, Path] = {}
         self._origins: dict[str, str] = {}
         self._downloaded: dict[str, FileIdentity | None] = {}  # name -> the file as this process fetched it
+
+    @classmethod
+    def from_settings(cls, settings: Settings, weights_dir: Path | str | None = None) -> "WeightStore":
+        """The store the process's settings describe; `weights_dir` (a command-line option) overrides theirs."""
+        return cls(weights_dir or settings.weights_dir, hub=settings.hub)
 
     def path(self, name: str, progress: DownloadProgress | None = None) -> Path:
         """The local path of `name`, fetched and verified first if needed (once per process and store)."""
@@ -163,13 +120,13 @@ class WeightStore:
         if target.is_file() and target.stat().st_size > 0:
             # A file the user put here is theirs: a size unlike the official one may be a fine-tuned or re-saved
             # checkpoint, so it is used; if it does not load, load() fetches a fresh copy.
-            problem = _size_problem(target, entry)
+            problem = size_problem(target, entry)
             if problem is not None:
                 logger.warning("%s %s; using it as it is", target, problem)
             self._origins[entry.name] = "already in the weights directory"
             return target
         cached = self.hub.cached(entry.name)
-        if cached is not None and _size_problem(cached, entry) is None:
+        if cached is not None and size_problem(cached, entry) is None:
             place_file(cached, target)
             self._origins[entry.name] = f"Hugging Face cache, {cached}"
             return target
@@ -180,11 +137,11 @@ class WeightStore:
         if own.is_file() and own.stat().st_size > 0:
             return own
         cached = self.hub.cached(entry.name)
-        return cached if cached is not None and _size_problem(cached, entry) is None else None
+        return cached if cached is not None and size_problem(cached, entry) is None else None
 
     def _download(self, entry: WeightFile, progress: DownloadProgress | None, *, force: bool) -> Path:
         """Fetch from the Hub, else from the release URL; raises naming every problem met on the way."""
-        if hub_offline():
+        if self.hub_settings.offline:
             raise WeightsUnavailableError(
                 self._failure_message(entry, ["HF_HUB_OFFLINE is set, so nothing is downloaded"], offline=True)
             )
@@ -237,7 +194,7 @@ class WeightStore:
         network_fix = (
             "or unset HF_HUB_OFFLINE to let it be downloaded"
             if offline
-            else f"or set HF_ENDPOINT to a reachable Hugging Face Hub mirror (now {hub_endpoint()})"
+            else f"or set HF_ENDPOINT to a reachable Hugging Face Hub mirror (now {self.hub_settings.endpoint})"
         )
         return (
             f"{entry.name} ({entry.purpose}) is not in {self.weights_dir} and could not be fetched: {where}. "
@@ -265,7 +222,7 @@ def _fetch_verified(
             problems.append(error)
             return None
         try:
-            _verify(target, entry, fetched)
+            verify_download(target, entry, fetched)
         except CorruptWeightsError as error:
             target.unlink(missing_ok=True)
             problems.append(error)
@@ -273,44 +230,6 @@ def _fetch_verified(
             continue
         return fetched
     return None
-
-
-def _size_problem(path: Path, entry: WeightFile) -> str | None:
-    size = path.stat().st_size
-    if size == 0:
-        return "is empty"
-    if entry.size is not None and size != entry.size:
-        return f"has {size} bytes, the official file {entry.size} (truncated or a different file)"
-    return None
-
-
-def _verify(path: Path, entry: WeightFile, fetched: Fetched) -> None:
-    """Size, then SHA-256 when known, else a safe load: raises CorruptWeightsError naming the file and source."""
-    size = path.stat().st_size
-    expected_size = entry.size if entry.size is not None else fetched.size
-    if expected_size is not None and size != expected_size:
-        raise CorruptWeightsError(
-            f"{entry.name} from {fetched.origin} has {size} bytes, expected {expected_size} "
-            "(truncated or a different file)"
-        )
-    expected_sha256 = entry.sha256 or fetched.sha256
-    if expected_sha256 is None:
-        read_state_dict(path)
-        return
-    actual = _sha256(path)
-    if actual != expected_sha256.lower():
-        raise CorruptWeightsError(
-            f"{entry.name} from {fetched.origin} has SHA-256 {actual}, expected {expected_sha256} "
-            "(corrupt or a different file)"
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _identity(path: Path) -> FileIdentity | None:

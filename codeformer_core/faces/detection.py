@@ -15,16 +15,14 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import InvalidOptionError
+from ..layouts import BGRImage, Box, Landmarks5
+from ..options import check_choice
+from ..weights.checkpoints import load_weights_into, read_state_dict
+from ..weights.registry import RETINAFACE_FILES
 from .alignment import FFHQ_TEMPLATE_512
-from .checkpoints import load_weights_into, read_state_dict
-from .errors import InvalidOptionError
-from .layouts import BGRImage, Box, Landmarks5
 
 RetinaFaceNetwork = Literal["resnet50", "mobile0.25"]
-RETINAFACE_FILES: dict[RetinaFaceNetwork, str] = {
-    "resnet50": "detection_Resnet50_Final.pth",
-    "mobile0.25": "detection_mobilenet0.25_Final.pth",
-}
 
 MIN_EYE_DISTANCE = 5.0
 """Faces whose eyes are closer than this many pixels are dropped, as in the official script: they are too small
@@ -36,18 +34,16 @@ RETINAFACE_MIN_SIDE = 640
 
 RETINAFACE_MAX_SIDE = 1280
 """Our bound (the official has none): a longer side is shrunk to this for detection, and the landmarks are mapped
-back to full resolution. RetinaFace's cost grows with the pixels: on our shared 2-core CPU (busy) the ResNet-50
-forward took 9 s at 640x480, ~28 s at 1280x960, 46 s at 1600x1200 and 93 s at 2150x1612 (MobileNet-0.25: 1.6 s
-at 640x480, ~5 s at 1600x1200). Faces down to ~16 px here, the smallest anchor, are still found: ~50 px in a
-4000 px photo."""
+back to full resolution. Why: RetinaFace's cost grows with the pixels (timings in bench/README.md), while faces
+down to ~16 px at this size, the smallest anchor, are still found: ~50 px in a 4000 px photo."""
 
 DLIB_UPSAMPLE = 2.0
 """The official dlib path runs the CNN detector with one pyramid up-step (x2) to find small faces; without it,
 most faces of the sample photos are missed."""
 
 DLIB_MAX_PIXELS = 2_000_000
-"""Our bound on the image the dlib CNN sees: its cost is linear in pixels, ~30 s per megapixel on our shared CPU
-(busy), so an input above 0.5 MP gets a factor below 2 (a 4000x3000 photo is detected at ~1630x1220)."""
+"""Our bound on the image the dlib CNN sees: its cost is linear in pixels (bench/README.md), so an input above
+0.5 MP gets a factor below 2 (a 4000x3000 photo is detected at ~1630x1220)."""
 
 # dlib's 5 points (two corners of each eye, then the base of the nose) in the 512 crop the official dlib path aligns
 # to (its 1024 template halved); they describe the same FFHQ framing as FFHQ_TEMPLATE_512.
@@ -110,9 +106,7 @@ class RetinaFaceDetector:
         Raises InvalidOptionError for an unknown network, CorruptWeightsError for an unreadable file and
         CheckpointMismatchError for a file made for another network.
         """
-        if network not in RETINAFACE_FILES:
-            known = ", ".join(RETINAFACE_FILES)
-            raise InvalidOptionError(f"RetinaFace network must be one of {known}; got {network!r}")
+        check_choice("RetinaFace network", network, tuple(RETINAFACE_FILES))
         from facexlib.detection.retinaface import RetinaFace
 
         state_dict = {name.removeprefix("module."): tensor for name, tensor in read_state_dict(path).items()}

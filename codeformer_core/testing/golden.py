@@ -1,6 +1,6 @@
 """The golden vectors of `../shared/golden/` (see its README): weight fill rule, inputs and reference arrays.
 
-Other tests import `write_official_checkpoint` to get a checkpoint in the published format without a download.
+Tests and benches use `write_official_checkpoint` to get a checkpoint in the published format without a download.
 """
 
 import hashlib
@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"
+from .shared_data import golden_dir
+
 SALT = "codeformer-golden-"
 
 
 def manifest(task: str) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of every tensor of the published state_dict for `task`, in checkpoint order."""
-    entries = json.loads((GOLDEN_DIR / f"{task}.keys.json").read_text())
+    entries = json.loads((golden_dir() / f"{task}.keys.json").read_text())
     return [(name, tuple(shape)) for name, shape in entries]
 
 
@@ -51,7 +52,7 @@ def write_official_checkpoint(task: str, path: Path) -> Path:
 def golden_input(task: str) -> torch.Tensor:
     """The task's input face as 1 x 3 x 512 x 512 float32 in [-1, 1], RGB (the PNG holds OpenCV's BGR written
     as a normal RGB file, so Pillow reads R, G, B)."""
-    rgb = np.asarray(Image.open(GOLDEN_DIR / f"{task}_input.png").convert("RGB"), dtype=np.float32)
+    rgb = np.asarray(Image.open(golden_dir() / f"{task}_input.png").convert("RGB"), dtype=np.float32)
     scaled = (rgb / 255.0 - 0.5) / 0.5
     return torch.from_numpy(scaled).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -59,5 +60,5 @@ def golden_input(task: str) -> torch.Tensor:
 @cache
 def reference_arrays(task: str) -> dict[str, np.ndarray]:
     """The reference implementation's outputs for `task` (keys: logits, idx, lq_feat, out_w<w>, ...)."""
-    with np.load(GOLDEN_DIR / f"{task}.npz") as arrays:
+    with np.load(golden_dir() / f"{task}.npz") as arrays:
         return dict(arrays)

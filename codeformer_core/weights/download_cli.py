@@ -10,10 +10,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import WeightsError
-from .layouts import TASKS
-from .options import BACKGROUNDS, DETECTORS
-from .weights import REGISTRY, DownloadProgress, WeightStore, files_needed
+from ..errors import WeightsError
+from ..layouts import TASKS
+from ..options import BACKGROUNDS, DETECTORS, RestoreOptions
+from ..settings import Settings
+from .registry import REGISTRY, files_needed
+from .sources import DownloadProgress
+from .store import WeightStore
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +35,7 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
 def requested_files(args: argparse.Namespace) -> list[str]:
     if args.task == "all":
         return list(REGISTRY)
-    return files_needed(args.task, detector=args.detector, background=args.bg_upsampler)
+    return files_needed(RestoreOptions(task=args.task, detector=args.detector, background=args.bg_upsampler))
 
 
 def tqdm_progress() -> tuple[DownloadProgress, dict[str, tqdm]]:
@@ -48,8 +51,8 @@ def tqdm_progress() -> tuple[DownloadProgress, dict[str, tqdm]]:
     return report, bars
 
 
-def run_download(args: argparse.Namespace) -> int:
-    store = WeightStore(args.weights_dir)
+def run_download(args: argparse.Namespace, settings: Settings) -> int:
+    store = WeightStore.from_settings(settings, args.weights_dir)
     progress, bars = tqdm_progress()
     failures = 0
     for name in requested_files(args):

@@ -1,8 +1,8 @@
 """Aligned faces through the CodeFormer network: crops to tensors, encode once, decode per fidelity.
 
-Faces go through in chunks: on a GPU a chunk of several faces fills the device; on the CPU batching gains nothing
-and only multiplies the decoder's activation memory (~130 MB per 512x512x128 feature map per face), so a chunk is
-one face there.
+Faces go through in batches: on a GPU a batch of several faces fills the device; on the CPU batching gains
+nothing and only multiplies the decoder's activation memory (~130 MB per 512x512x128 feature map per face), so a
+batch is one face there.
 """
 
 from collections.abc import Iterator
@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .layouts import FaceCrop
-from .network import CodeFormer, EncodedFaces, Precision, reduced_precision
+from ..layouts import FaceCrop
+from . import CodeFormer, EncodedFaces, Precision, reduced_precision
 
 
-def chunk_size_for(device: torch.device) -> int:
+def batch_size_for(device: torch.device) -> int:
+    """Faces per network pass on `device`."""
     return 4 if device.type == "cuda" else 1
 
 
@@ -37,26 +38,30 @@ def precision_for(device: torch.device, fast: bool) -> Precision:
     return reduced_precision(device) if fast else "float32"
 
 
-def _chunks(count: int, size: int) -> Iterator[slice]:
+def _batches(count: int, size: int) -> Iterator[slice]:
     for start in range(0, count, size):
         yield slice(start, min(start + size, count))
 
 
 def encode_faces(
-    net: CodeFormer, crops: list[FaceCrop], *, adain: bool, fast: bool, chunk: int
+    net: CodeFormer, crops: list[FaceCrop], *, adain: bool, fast: bool, batch: int
 ) -> list[EncodedFaces]:
-    """The w-independent half of the network, one EncodedFaces per chunk of faces."""
+    """The w-independent half of the network, one EncodedFaces per batch of at most `batch` faces."""
     device = next(net.parameters()).device
     return [
         net.encode(crops_to_tensor(crops[part], device), adain=adain, precision=precision_for(device, fast))
-        for part in _chunks(len(crops), chunk)
+        for part in _batches(len(crops), batch)
     ]
 
 
-def decode_faces(net: CodeFormer, encoded: list[EncodedFaces], *, fidelity: float, fast: bool) -> list[FaceCrop]:
-    """The decoder at fidelity w, for every chunk encoded earlier."""
+def decode_faces(
+    net: CodeFormer, encoded: list[EncodedFaces], *, fidelity: float, fast: bool, batch: int
+) -> list[FaceCrop]:
+    """The decoder at fidelity w for every face encoded earlier, at most `batch` faces per pass."""
     device = next(net.parameters()).device
     faces: list[FaceCrop] = []
     for part in encoded:
-        faces.extend(tensor_to_crops(net.decode(part, w=fidelity, precision=precision_for(device, fast))))
+        for faces_in_pass in _batches(len(part), batch):
+            output = net.decode(part.select(faces_in_pass), w=fidelity, precision=precision_for(device, fast))
+            faces.extend(tensor_to_crops(output))
     return faces

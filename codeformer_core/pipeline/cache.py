@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detection import DetectedFace
-from .layouts import Affine, BGRImage, FaceCrop, Mask
-from .network import EncodedFaces
-from .options import RestoreOptions
+from ..faces.detection import DetectedFace
+from ..layouts import Affine, BGRImage, FaceCrop, Mask
+from ..network import EncodedFaces
+from ..options import RestoreOptions
 
 
 @dataclass

@@ -6,8 +6,8 @@ or a pixel: faces land on exact pixel centres (see `inverse_affine`), the rectan
 `eroded_rectangle_mask`), and blends are rounded rather than truncated.
 
 Each face is warped into the output only over its own bounding region, plus a margin that holds every pixel the
-erosion and blur can reach, where the official code warps, erodes and blends the whole output 5-6 times per face:
-4 faces into a 4000x3000 output take 0.1 s instead of ~12 s, and the cost no longer grows with the photo.
+erosion and blur can reach, where the official code warps, erodes and blends the whole output 5-6 times per face,
+so the cost no longer grows with the photo (bench/README.md).
 """
 
 from dataclasses import dataclass
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .alignment import FACE_SIZE, estimate_alignment, inverse_affine
-from .layouts import Affine, BGRImage, FaceCrop, Mask
+from ..layouts import FACE_SIZE, Affine, BGRImage, FaceCrop, Mask
+from .alignment import estimate_alignment, inverse_affine
 from .parsing import eroded_rectangle_mask
 
 if TYPE_CHECKING:

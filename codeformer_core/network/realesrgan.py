@@ -10,44 +10,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import compat  # noqa: F401 - must precede basicsr/realesrgan, which import a module torchvision removed
-from .checkpoints import load_weights_into, read_state_dict
-from .errors import InvalidImageError, InvalidOptionError
-from .layouts import BGRImage
+from ..compat import register_torchvision_alias
+from ..errors import InvalidImageError, InvalidOptionError
+from ..layouts import BGRImage
+from ..weights.checkpoints import load_weights_into, read_state_dict
+from ..weights.registry import REALESRGAN_FILE
+
+register_torchvision_alias()  # basicsr and realesrgan import a module torchvision removed
 
 from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402
 from realesrgan import RealESRGANer  # noqa: E402
 
-REALESRGAN_FILE = "RealESRGAN_x2plus.pth"
 NETWORK_SCALE = 2
 DEFAULT_TILE = 400
 TILE_PAD = 40  # official: overlap that hides tile seams
 MAX_OUTSCALE = 4
 
 
-class _PreloadedRealESRGANer(RealESRGANer):
-    """RealESRGANer around a network we loaded ourselves.
-
-    Its own constructor insists on reading the file (or downloading a URL) itself, without our checks; this one
-    sets the same fields (realesrgan 0.3.0) and keeps its tiling, padding and colour handling.
-    """
-
-    def __init__(self, model: torch.nn.Module, device: torch.device, tile: int, half: bool) -> None:
-        self.scale = NETWORK_SCALE
-        self.tile_size = tile
-        self.tile_pad = TILE_PAD
-        self.pre_pad = 0
-        self.mod_scale = None
-        self.half = half
-        self.device = device
-        self.model = model
-
-
 class BackgroundUpsampler:
     """Upsamples BGR uint8 images with Real-ESRGAN x2plus; one call at a time (RealESRGANer keeps per-call state)."""
 
-    def __init__(self, upsampler: RealESRGANer) -> None:
+    def __init__(self, upsampler: RealESRGANer, tile: int) -> None:
         self._upsampler = upsampler
+        self.tile = tile
         self._lock = threading.Lock()
 
     @classmethod
@@ -64,18 +49,16 @@ class BackgroundUpsampler:
             raise InvalidOptionError(f"tile must be 0 (no tiling) or an even number of pixels; got {tile!r}")
         device = torch.device(device)
         state_dict = read_state_dict(path)
-        with torch.device("meta"):  # no random initialisation (~3 s here): every tensor comes from the file
+        with torch.device("meta"):  # no random initialisation: every tensor comes from the file
             model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
+        # Our strict load gives a mismatch its clear message; RealESRGANer's public constructor then loads the
+        # file once more into the same tensors (no second network, no random initialisation).
         load_weights_into(model, state_dict, path, "Real-ESRGAN x2plus network", REALESRGAN_FILE)
-        half = device.type == "cuda"
-        model = model.eval().to(device)
-        if half:
-            model = model.half()
-        return cls(_PreloadedRealESRGANer(model, device, tile, half))
-
-    @property
-    def tile(self) -> int:
-        return self._upsampler.tile_size
+        upsampler = RealESRGANer(
+            scale=NETWORK_SCALE, model_path=str(path), model=model, tile=tile, tile_pad=TILE_PAD, pre_pad=0,
+            half=device.type == "cuda", device=device,
+        )
+        return cls(upsampler, tile)
 
     def upsample(self, image: BGRImage, outscale: float) -> BGRImage:
         """`image` enlarged by `outscale` (0 < outscale <= 4): the network's x2, then a Lanczos resize to

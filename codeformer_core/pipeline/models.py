@@ -1,0 +1,95 @@
+"""The models of one process: each loaded on first use, tuned for its device, then kept there.
+
+Loading goes through the weight store, so a missing file is fetched once and a corrupt one is reported, fetched
+again and loaded again. One lock per process: concurrent first requests load a model once.
+"""
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from ..layouts import Task
+from ..network import CodeFormer
+from ..network.cpu_convolutions import use_fast_cpu_convolutions
+from ..network.loading import load_network
+from ..options import Detector
+from ..settings import CpuKernels
+from ..weights.registry import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE
+from ..weights.sources import DownloadProgress
+
+if TYPE_CHECKING:  # imported when first used: facexlib, dlib and realesrgan serve only some runs
+    from ..faces.detection import FaceDetector
+    from ..faces.parsing import FaceParser
+    from ..network.realesrgan import BackgroundUpsampler
+    from ..weights.store import WeightStore
+
+T = TypeVar("T")
+
+RETINAFACE_NETWORKS = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25": "mobile0.25"}
+
+PARSER_BATCH = 1
+"""Faces per ParseNet pass: batching gains no speed on a CPU and costs several hundred MB per extra face."""
+
+
+class Models:
+    """weights: where files come from; device: where every model lives; cpu_kernels: which CPU convolutions run."""
+
+    def __init__(self, weights: "WeightStore", device: torch.device, cpu_kernels: CpuKernels = "fast") -> None:
+        self.weights = weights
+        self.device = device
+        self.cpu_kernels = cpu_kernels
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def codeformer(self, task: Task, progress: DownloadProgress | None = None) -> CodeFormer:
+        return self._from_file(
+            CODEFORMER_FILES[task], lambda path: self._tuned(load_network(task, path, self.device)), progress
+        )
+
+    def detector(self, detector: Detector, progress: DownloadProgress | None = None) -> "FaceDetector":
+        from ..faces.detection import DlibDetector, RetinaFaceDetector
+
+        name = DETECTOR_FILES[detector]
+        if name is None:
+            return self._once("dlib", DlibDetector)
+        network = RETINAFACE_NETWORKS[detector]
+        return self._from_file(
+            name, lambda path: RetinaFaceDetector.from_checkpoint(path, network, self.device), progress
+        )
+
+    def parser(self, progress: DownloadProgress | None = None) -> "FaceParser":
+        from ..faces.parsing import FaceParser
+
+        def load(path: Path) -> FaceParser:
+            parser = FaceParser.from_checkpoint(path, self.device, max_batch=PARSER_BATCH)
+            use_fast_cpu_convolutions(parser.network, self.cpu_kernels)
+            return parser
+
+        return self._from_file(PARSER_FILE, load, progress)
+
+    def upsampler(self, progress: DownloadProgress | None = None) -> "BackgroundUpsampler":
+        from ..network.realesrgan import BackgroundUpsampler
+
+        return self._from_file(
+            REALESRGAN_FILE, lambda path: BackgroundUpsampler.from_checkpoint(path, self.device), progress
+        )
+
+    def _tuned(self, net: CodeFormer) -> CodeFormer:
+        """The CodeFormer network's fastest convolutions on its device, all within the golden bounds
+        (tests/test_network_golden.py runs both): Winograd on a CPU, else a channels_last decoder (NHWC is what
+        cuDNN's fast kernels take, and oneDNN's on a CPU without NNPACK)."""
+        if use_fast_cpu_convolutions(net, self.cpu_kernels):
+            return net
+        return net.use_channels_last()
+
+    def _from_file(self, name: str, loader: Callable[[Path], T], progress: DownloadProgress | None) -> T:
+        return self._once(name, lambda: self.weights.load(name, loader, progress=progress))
+
+    def _once(self, key: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = build()
+            return self._loaded[key]

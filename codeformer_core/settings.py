@@ -1,0 +1,115 @@
+"""Settings from the environment, read once at start-up and passed down.
+
+`app.main` and `cli.main` call `Settings.from_env()`; nothing deeper in the engine reads an environment variable,
+so what a run does depends only on its arguments. A value that cannot be used is refused here, in one line that
+names the variable.
+"""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import InvalidOptionError
+from .options import check_choice
+
+CpuKernels = Literal["fast", "plain"]
+CPU_KERNELS: tuple[CpuKernels, ...] = ("fast", "plain")
+
+DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
+"""The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
+found by name, so its folder layout does not matter; a file it lacks comes from the official release URL."""
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+DEFAULT_WEIGHTS_DIR = Path("weights")
+DEFAULT_MAX_VIDEO_SECONDS = 60.0
+
+_TRUE_WORDS = {"1", "ON", "YES", "TRUE"}
+
+
+def hub_cache_dir(environ: Mapping[str, str]) -> Path:
+    """huggingface_hub's cache directory, resolved the way it resolves it: HF_HUB_CACHE, else $HF_HOME/hub."""
+    if environ.get("HF_HUB_CACHE"):
+        return Path(environ["HF_HUB_CACHE"]).expanduser()
+    xdg_cache = environ.get("XDG_CACHE_HOME") or "~/.cache"
+    home = environ.get("HF_HOME") or os.path.join(xdg_cache, "huggingface")
+    return Path(os.path.expandvars(home)).expanduser() / "hub"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Where pretrained files are looked for on a Hugging Face Hub.
+
+    repo: "owner/name" of a model repo, or "spaces/owner/name" / "datasets/owner/name".
+    revision: branch, tag or commit.
+    endpoint: the Hub's base URL (a mirror's, for one).
+    cache_dir: huggingface_hub's cache, looked into before any download.
+    offline: nothing is downloaded; only the weights directory and the cache are used.
+    """
+
+    repo: str = DEFAULT_HUB_REPO
+    revision: str = "main"
+    endpoint: str = DEFAULT_HUB_ENDPOINT
+    cache_dir: Path = field(default_factory=lambda: hub_cache_dir({}))
+    offline: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "HubSettings":
+        """CODEFORMER_HUB_REPO, CODEFORMER_HUB_REVISION and huggingface_hub's own HF_ENDPOINT, HF_HOME,
+        HF_HUB_CACHE and HF_HUB_OFFLINE."""
+        offline = environ.get("HF_HUB_OFFLINE") or environ.get("TRANSFORMERS_OFFLINE") or ""
+        return cls(
+            repo=environ.get("CODEFORMER_HUB_REPO") or DEFAULT_HUB_REPO,
+            revision=environ.get("CODEFORMER_HUB_REVISION") or "main",
+            endpoint=(environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/"),
+            cache_dir=hub_cache_dir(environ),
+            offline=offline.strip().upper() in _TRUE_WORDS,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the environment decides for a whole process.
+
+    weights_dir: where pretrained files are looked up and placed (CODEFORMER_WEIGHTS_DIR).
+    cpu_kernels: "fast" runs CPU convolutions through NNPACK's Winograd kernels, "plain" through torch's own,
+      which need less memory (CODEFORMER_CPU_KERNELS).
+    max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
+      0 or "none" lifts it). The command line takes any length.
+    on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface.
+    """
+
+    weights_dir: Path = DEFAULT_WEIGHTS_DIR
+    hub: HubSettings = field(default_factory=HubSettings)
+    cpu_kernels: CpuKernels = "fast"
+    max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
+    on_space: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        kernels = environ.get("CODEFORMER_CPU_KERNELS", "fast").strip().lower()
+        check_choice("CODEFORMER_CPU_KERNELS", kernels, CPU_KERNELS)
+        return cls(
+            weights_dir=Path(environ.get("CODEFORMER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR).expanduser(),
+            hub=HubSettings.from_env(environ),
+            cpu_kernels=kernels,  # type: ignore[arg-type] - checked against CPU_KERNELS just above
+            max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
+            on_space=bool(environ.get("SPACE_ID")),
+        )
+
+
+def _video_seconds(text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return DEFAULT_MAX_VIDEO_SECONDS
+    if text.lower() == "none":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses NaN
+        raise InvalidOptionError(
+            f'CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds (0 or "none": no limit); got {text!r}'
+        )
+    return seconds or None

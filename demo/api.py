@@ -1,0 +1,114 @@
+"""The named endpoints /restore, /colorize and /inpaint for `gradio_client`.
+
+Their widgets are never shown: they only give the endpoints their parameter names and types. Images arrive as
+bytes so that `codeformer_core.images` is the only decoder that sees them.
+"""
+
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from codeformer_core.layouts import Mask
+from codeformer_core.options import DETECTORS, MAX_UPSCALE, RestoreOptions
+from codeformer_core.pipeline import Pipeline
+
+from .outputs import RequestFiles
+from .running import OptionValues, make_options, read_mask_upload, read_upload, run_and_write
+from .widgets import PIPELINE_GROUP
+
+NO_IMAGE = "No image was sent: pass the photo as handle_file(path)."
+
+
+class ApiResult(NamedTuple):
+    """What every endpoint answers, in this order: the result PNG's path and the report's summary."""
+
+    result: Any
+    report: Any
+
+
+def build_api_endpoints(pipeline: Pipeline) -> None:
+    """The hidden widgets and the three endpoints; call inside a gr.Blocks."""
+    api = ApiHandlers(pipeline)
+    with gr.Column(visible=False):
+        image = gr.File(type="binary", label="image")
+        mask = gr.File(type="binary", label="mask")
+        fidelity = gr.Slider(0, 1, value=0.5, label="fidelity")
+        upscale = gr.Slider(1, MAX_UPSCALE, value=2, step=1, precision=0, label="upscale")
+        aligned = gr.Checkbox(False, label="aligned")
+        background_enhance = gr.Checkbox(False, label="background_enhance")
+        face_upsample = gr.Checkbox(False, label="face_upsample")
+        detector = gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="detector")
+        only_center_face = gr.Checkbox(False, label="only_center_face")
+        outputs = ApiResult(result=gr.Image(type="filepath", format="png", label="result"),
+                            report=gr.Textbox(label="report"))
+    settings = [upscale, aligned, background_enhance, face_upsample, detector, only_center_face]
+    endpoints = [
+        ("restore", api.restore, [image, fidelity, *settings]),
+        ("colorize", api.colorize, [image, *settings]),
+        ("inpaint", api.inpaint, [image, *settings, mask]),
+    ]
+    for name, handler, inputs in endpoints:
+        gr.on([], handler, inputs=inputs, outputs=list(outputs), api_name=name, concurrency_id=PIPELINE_GROUP)
+
+
+class ApiHandlers:
+    """The functions behind the endpoints; one instance per app, sharing the app's Pipeline."""
+
+    def __init__(self, pipeline: Pipeline, files: RequestFiles | None = None) -> None:
+        self.pipeline = pipeline
+        self.files = files if files is not None else RequestFiles()
+
+    def restore(
+        self,
+        image: bytes,
+        fidelity: float,
+        upscale: int,
+        aligned: bool,
+        background_enhance: bool,
+        face_upsample: bool,
+        detector: str,
+        only_center_face: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> ApiResult:
+        """/restore -> (restored PNG, report)."""
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        return self._run(image, None, make_options("restore", fidelity, values), progress)
+
+    def colorize(
+        self,
+        image: bytes,
+        upscale: int,
+        aligned: bool,
+        background_enhance: bool,
+        face_upsample: bool,
+        detector: str,
+        only_center_face: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> ApiResult:
+        """/colorize -> (colorized PNG, report)."""
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        return self._run(image, None, make_options("colorize", 0.0, values), progress)
+
+    def inpaint(
+        self,
+        image: bytes,
+        upscale: int,
+        aligned: bool,
+        background_enhance: bool,
+        face_upsample: bool,
+        detector: str,
+        only_center_face: bool,
+        mask: bytes | None = None,
+        progress: gr.Progress = gr.Progress(),
+    ) -> ApiResult:
+        """/inpaint -> (inpainted PNG, report). mask (optional): white marks the holes; without it, the image's
+        pure-white pixels are the holes."""
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        holes = read_mask_upload(mask) if mask is not None else None
+        return self._run(image, holes, make_options("inpaint", 1.0, values), progress)
+
+    def _run(self, data: bytes | None, mask: Mask | None, options: RestoreOptions, progress: gr.Progress) -> ApiResult:
+        if data is None:
+            raise gr.Error(NO_IMAGE)
+        result, files = run_and_write(self.pipeline, self.files, read_upload(data), mask, options, progress)
+        return ApiResult(result=str(files.download), report=result.report.summary())

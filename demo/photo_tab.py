@@ -1,0 +1,177 @@
+"""The Photo tab: one photo, a task, the fidelity slider, and the result beside the input.
+
+Moving the slider after a run re-renders the last photo from what the pipeline kept of it, so only the decoder and
+the paste-back run again.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gradio as gr
+
+from codeformer_core.images import LoadedImage
+from codeformer_core.layouts import Mask
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline
+
+from .examples import bundled_examples
+from .outputs import RequestFiles
+from .running import (
+    NO_PHOTO,
+    OptionValues,
+    editor_image_and_mask,
+    make_options,
+    read_upload,
+    run_and_write,
+    user_errors,
+)
+from .widgets import PIPELINE_GROUP, option_widgets
+
+TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize"), ("Inpaint", "inpaint")]
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """What the page ran last, kept per browser session so a fidelity change can re-render it."""
+
+    image: LoadedImage
+    mask: Mask | None
+    options: RestoreOptions
+
+
+class PhotoResult(NamedTuple):
+    """What a run shows, by name. The tab builds one of these holding its output widgets, and wires the events'
+    outputs from it, so a handler's values and the widgets they go to cannot fall out of order."""
+
+    before_after: Any  # (input preview, result preview) paths for the slider
+    faces: Any  # gallery of (face PNG, caption)
+    report: Any  # the report's summary
+    download: Any  # the full-size PNG
+    last_run: Any  # LastRun, for the slider's re-render
+
+
+def build_photo_tab(pipeline: Pipeline) -> None:
+    """The Photo tab's widgets and events; call inside a gr.Blocks."""
+    page = PhotoPage(pipeline)
+    with gr.Tab("Photo"):
+        with gr.Row():
+            with gr.Column():
+                task = gr.Radio(TASK_CHOICES, value="restore", label="Task", elem_id="task")
+                photo = gr.Image(type="filepath", image_mode=None, format="png", sources=["upload", "clipboard"],
+                                 label="Photo", elem_id="photo")
+                editor = gr.ImageEditor(
+                    type="numpy", image_mode="RGBA", format="png", sources=["upload", "clipboard"], layers=False,
+                    transforms=(), brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed"),
+                    label="Photo: paint the holes with the white brush", visible=False, elem_id="editor",
+                )
+                fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="Fidelity (w)", elem_id="fidelity",
+                                     info="0 favours quality, 1 stays closest to the input. Moving it after a run "
+                                          "re-renders the result without detecting or encoding again.")
+                with gr.Accordion("Options", open=True):
+                    options = option_widgets(None, aligned=True, upscale=2)
+                    upscale, aligned = options[:2]
+                run = gr.Button("Run", variant="primary", elem_id="run")
+            with gr.Column():
+                outputs = PhotoResult(
+                    before_after=gr.ImageSlider(type="filepath", format="png", label="Before / after",
+                                                interactive=False, elem_id="before-after"),
+                    report=gr.Textbox(label="Report", lines=4, interactive=False, elem_id="report"),
+                    download=gr.File(label="Download the result (PNG)", interactive=False, elem_id="download"),
+                    faces=gr.Gallery(label="Processed faces", format="png", columns=4, fit_columns=False,
+                                     object_fit="contain", interactive=False, elem_id="faces"),
+                    last_run=gr.State(None, time_to_live=3600),
+                )
+        photo_path = gr.State(None)  # the uploaded file, undecoded: see _follow_task_and_photo
+
+        examples = bundled_examples()
+        gr.Examples(
+            examples=[[str(e.path), e.task, e.aligned, e.fidelity, e.upscale] for e in examples],
+            example_labels=[e.label for e in examples],
+            inputs=[photo, task, aligned, fidelity, upscale],
+            label="Examples (made from scikit-image's public-domain astronaut photo)",
+        )
+
+    gr.on(
+        [task.change, photo.change], _follow_task_and_photo, inputs=[task, photo],
+        outputs=[photo, editor, fidelity, photo_path], preprocess=False, api_visibility="private", queue=False,
+    )
+    run.click(
+        page.run_photo, inputs=[task, photo_path, editor, fidelity, *options], outputs=list(outputs),
+        api_visibility="private", concurrency_id=PIPELINE_GROUP,
+    )
+    fidelity.release(
+        page.change_fidelity, inputs=[fidelity, outputs.last_run], outputs=list(outputs),
+        api_visibility="private", concurrency_id=PIPELINE_GROUP, show_progress_on=[outputs.before_after],
+    )
+
+
+class PhotoPage:
+    """The functions behind the Photo tab; one instance per app, sharing the app's Pipeline."""
+
+    def __init__(self, pipeline: Pipeline, files: RequestFiles | None = None) -> None:
+        self.pipeline = pipeline
+        self.files = files if files is not None else RequestFiles()
+
+    def run_photo(
+        self,
+        task: str,
+        photo: str | None,
+        editor: dict[str, Any] | None,
+        fidelity: float,
+        upscale: int,
+        aligned: bool,
+        background_enhance: bool,
+        face_upsample: bool,
+        detector: str,
+        only_center_face: bool,
+        progress: gr.Progress = gr.Progress(),
+    ) -> PhotoResult:
+        """The Run button: the photo (or, for inpaint, the editor's photo and strokes) with the chosen options."""
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        options = make_options(task, fidelity, values)
+        if task == "inpaint" and editor is not None and editor.get("background") is not None:
+            image, mask = editor_image_and_mask(editor)
+        elif photo is not None:
+            image, mask = read_upload(photo), None
+        else:
+            raise gr.Error(NO_PHOTO)
+        return self._run(image, mask, options, progress)
+
+    def change_fidelity(
+        self, fidelity: float, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
+    ) -> PhotoResult:
+        """The fidelity slider moved: re-render the last restore at the new w. The pipeline keeps that image's
+        detections and encoding, so only the decoder and the paste-back run again (the report says so)."""
+        if last_run is None or last_run.options.task != "restore" or last_run.options.fidelity == fidelity:
+            return PhotoResult(*(gr.skip(),) * len(PhotoResult._fields))
+        with user_errors():
+            options = dataclasses.replace(last_run.options, fidelity=fidelity)
+        return self._run(last_run.image, last_run.mask, options, progress)
+
+    def _run(
+        self, image: LoadedImage, mask: Mask | None, options: RestoreOptions, progress: gr.Progress
+    ) -> PhotoResult:
+        result, files = run_and_write(self.pipeline, self.files, image, mask, options, progress)
+        for notice in result.report.notices:
+            gr.Warning(notice)
+        return PhotoResult(
+            before_after=(str(files.before), str(files.after)),
+            faces=[(str(path), f"Face {index + 1}") for index, path in enumerate(files.faces)],
+            report=result.report.summary(),
+            download=str(files.download),
+            last_run=LastRun(image, mask, options),
+        )
+
+
+def _follow_task_and_photo(task: str, photo: dict | None) -> tuple[dict, dict, dict, str | None]:
+    """Inpaint swaps the photo for the painting editor (carrying the photo over); only restore has a fidelity.
+
+    Runs unpreprocessed: gr.Image would open the upload with Pillow first, and a file that is not an image would
+    fail inside Gradio with an internal message. The path goes to the handler, where `codeformer_core.images`
+    reads it with its limits and one-line errors. Gradio has already checked that it lies in its upload folder.
+    """
+    path = photo["path"] if photo else None
+    inpaint = task == "inpaint"
+    editor = gr.update(visible=True, value=path) if inpaint and path else gr.update(visible=inpaint)
+    return gr.update(visible=not inpaint), editor, gr.update(visible=task == "restore"), path

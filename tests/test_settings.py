@@ -1,0 +1,69 @@
+"""Settings come from the environment once, at start-up, and a value that cannot be used is named in one line."""
+
+from pathlib import Path
+
+import pytest
+
+from codeformer_core.errors import InvalidOptionError
+from codeformer_core.settings import DEFAULT_HUB_REPO, Settings
+
+
+def test_an_empty_environment_gives_the_defaults():
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert settings.weights_dir == Path("weights") and settings.cpu_kernels == "fast"
+    assert settings.max_video_seconds == 60 and not settings.on_space
+    assert settings.hub.repo == DEFAULT_HUB_REPO and settings.hub.endpoint == "https://huggingface.co"
+    assert not settings.hub.offline
+
+
+def test_every_variable_is_read():
+    settings = Settings.from_env({
+        "CODEFORMER_WEIGHTS_DIR": "/data/weights",
+        "CODEFORMER_CPU_KERNELS": " Plain ",
+        "CODEFORMER_MAX_VIDEO_SECONDS": "12.5",
+        "SPACE_ID": "someone/codeformer",
+        "CODEFORMER_HUB_REPO": "owner/mirror",
+        "CODEFORMER_HUB_REVISION": "v2",
+        "HF_ENDPOINT": "http://127.0.0.1:9/",
+        "HF_HOME": "/tmp/hf-home",
+        "HF_HUB_OFFLINE": "1",
+    })
+
+    assert settings.weights_dir == Path("/data/weights") and settings.cpu_kernels == "plain"
+    assert settings.max_video_seconds == 12.5 and settings.on_space
+    hub = settings.hub
+    assert (hub.repo, hub.revision, hub.endpoint) == ("owner/mirror", "v2", "http://127.0.0.1:9")
+    assert hub.cache_dir == Path("/tmp/hf-home/hub") and hub.offline
+    assert Settings.from_env({"HF_HUB_CACHE": "/cache/here"}).hub.cache_dir == Path("/cache/here")
+
+
+@pytest.mark.parametrize("text, seconds", [("0", None), ("none", None), ("", 60.0), ("90", 90.0)])
+def test_the_video_limit_can_be_lifted(text, seconds):
+    assert Settings.from_env({"CODEFORMER_MAX_VIDEO_SECONDS": text}).max_video_seconds == seconds
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("CODEFORMER_CPU_KERNELS", "turbo", "CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"),
+        ("CODEFORMER_MAX_VIDEO_SECONDS", "ten", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
+        ("CODEFORMER_MAX_VIDEO_SECONDS", "-3", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
+        ("CODEFORMER_MAX_VIDEO_SECONDS", "nan", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
+    ],
+)
+def test_an_unusable_value_is_named(variable, value, message):
+    with pytest.raises(InvalidOptionError, match=message):
+        Settings.from_env({variable: value})
+
+
+def test_the_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, tmp_path):
+    from codeformer_core import cli
+
+    monkeypatch.setenv("CODEFORMER_CPU_KERNELS", "turbo")
+
+    code = cli.main(["restore", str(tmp_path), "-o", str(tmp_path / "out")])
+
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and errors == ["error: CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"]
