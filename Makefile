@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench space-check clean-venv
 
 # torch first, then basicsr without build isolation: basicsr 1.4.2 is source-only and its isolated build would
 # download a second copy of torch.
@@ -38,6 +38,11 @@ test: $(VENV)/.test-installed
 bench: $(VENV)/.runtime-installed
 	$(BIN)/pip install --no-deps -r bench/requirements.txt
 	$(BIN)/python bench/bench.py
+
+# A fresh venv installed exactly as a Hugging Face Space builder installs requirements.txt, then the app started as
+# a Space and asked for one restore (downloads several GB; not part of `make test`).
+space-check: $(VENV)/.runtime-installed
+	$(BIN)/python tools/space_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,8 +1,10 @@
 """Serve the CodeFormer web app: `python app.py [--host H] [--port P] [--share] [--device D] [--weights-dir DIR]`.
 
-With no arguments this is what a Hugging Face Space runs (listening on 0.0.0.0 when SPACE_ID is set). Importing
-this module loads nothing: the engine and the page are built in `main()`, and each model loads on the first
-request that needs it.
+With no arguments this is what a Hugging Face Space runs. `main()` reads the settings, decides what the hardware
+can do (shown in the page), and builds the engine and the page; importing this module loads nothing. Locally each
+model loads on the first request that needs it; on a Space (SPACE_ID is set) the models visitors will likely use
+are loaded before the app listens, so the first visitor does not wait; on ZeroGPU (SPACES_ZERO_GPU is set)
+`spaces` is imported before anything touches CUDA and every network call runs inside a `spaces.GPU` function.
 """
 
 import argparse
@@ -15,11 +17,14 @@ import gradio as gr
 import httpx
 from gradio.networking import GRADIO_API_SERVER
 
-from codeformer_core.errors import CodeFormerError
+from codeformer_core.device import resolve_device
+from codeformer_core.errors import CodeFormerError, WeightsError
+from codeformer_core.hardware import HardwareProfile
 from codeformer_core.images import DEFAULT_MAX_BYTES
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer, Pipeline
 from codeformer_core.settings import Settings
 from demo import build_demo
+from demo.notices import LIKELY_REQUESTS
 
 DEFAULT_MAX_QUEUE = 16
 SHARE_CHECK_TIMEOUT = 5.0
@@ -36,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "else ./weights)")
     parser.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE,
                         help=f"requests that may wait in the queue; more are turned away (default {DEFAULT_MAX_QUEUE})")
-    parser.add_argument("--concurrency", type=positive_int, default=1,
-                        help="requests processed at the same time (default 1: one CPU run already uses every core)")
+    parser.add_argument("--concurrency", type=positive_int,
+                        help="requests processed at the same time (default: what the hardware affords; 1 on a CPU, "
+                             "where one run already uses every core)")
     return parser
 
 
@@ -97,19 +103,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
+        if settings.zero_gpu:
+            import spaces  # noqa: F401 - ZeroGPU patches torch's CUDA: it must come before anything touches CUDA
+        profile = HardwareProfile.detect(resolve_device(args.device), settings)
+        pipeline = Pipeline.from_settings(
+            settings, device=args.device, weights_dir=args.weights_dir, fast=profile.fast
+        )
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if settings.on_space or settings.zero_gpu:
+        preload_models(pipeline)
     serve(
-        build_demo(pipeline, settings),
+        build_demo(app_restorer(pipeline, settings), settings, profile),
         host=args.host or default_host(settings),
         port=args.port,
         share=args.share,
         max_queue=args.max_queue,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or profile.concurrency,
     )
     return 0
+
+
+def preload_models(pipeline: Pipeline) -> None:
+    """Load what visitors will likely use before serving; a file that cannot be had is left to the page's banner."""
+    try:
+        pipeline.preload(LIKELY_REQUESTS)
+    except WeightsError as error:
+        print(f"warning: models not loaded ahead: {error}", file=sys.stderr)
+
+
+def app_restorer(pipeline: Pipeline, settings: Settings) -> ImageRestorer:
+    """The pipeline itself, or on ZeroGPU the pipeline behind `spaces.GPU` calls."""
+    if not settings.zero_gpu:
+        return pipeline
+    from demo.zerogpu import zero_gpu_restorer
+
+    return zero_gpu_restorer(pipeline)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_WEIGHTS_DIR = Path("weights")
 DEFAULT_MAX_VIDEO_SECONDS = 60.0
 
-_TRUE_WORDS = {"1", "ON", "YES", "TRUE"}
+_TRUE_WORDS = {"1", "ON", "YES", "TRUE", "T"}
 
 
 def hub_cache_dir(environ: Mapping[str, str]) -> Path:
@@ -63,7 +63,7 @@ class HubSettings:
             revision=environ.get("CODEFORMER_HUB_REVISION") or "main",
             endpoint=(environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/"),
             cache_dir=hub_cache_dir(environ),
-            offline=offline.strip().upper() in _TRUE_WORDS,
+            offline=_is_true(offline),
         )
 
 
@@ -76,7 +76,10 @@ class Settings:
       which need less memory (CODEFORMER_CPU_KERNELS).
     max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
       0 or "none" lifts it). The command line takes any length.
-    on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface.
+    on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface and loads its
+      models before serving.
+    zero_gpu: running on ZeroGPU hardware (SPACES_ZERO_GPU is set): CUDA exists only inside functions decorated
+      with `spaces.GPU`, so the app wraps its network calls in them.
     """
 
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
@@ -84,6 +87,7 @@ class Settings:
     cpu_kernels: CpuKernels = "fast"
     max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
     on_space: bool = False
+    zero_gpu: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -95,7 +99,12 @@ class Settings:
             cpu_kernels=kernels,  # type: ignore[arg-type] - checked against CPU_KERNELS just above
             max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
             on_space=bool(environ.get("SPACE_ID")),
+            zero_gpu=_is_true(environ.get("SPACES_ZERO_GPU", "")),
         )
+
+
+def _is_true(text: str) -> bool:
+    return text.strip().upper() in _TRUE_WORDS
 
 
 def _video_seconds(text: str) -> float | None:

@@ -21,10 +21,10 @@ import imageio_ffmpeg
 import numpy as np
 
 from .errors import InvalidImageError, InvalidOptionError
-from .images import read_image_array, to_rgb
+from .images import LoadedImage, read_image_array, to_rgb
 from .layouts import BGRImage
 from .options import RestoreOptions
-from .pipeline import Pipeline
+from .pipeline import ImageRestorer
 from .report import Report
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".webm", ".mkv"})
@@ -131,7 +131,7 @@ def probe_video(path: Path) -> VideoInfo:
 def restore_video(
     source: Path,
     destination: Path,
-    pipeline: Pipeline,
+    restorer: ImageRestorer,
     options: RestoreOptions,
     *,
     progress: VideoProgress | None = None,
@@ -141,8 +141,9 @@ def restore_video(
     """Restore the faces of every frame of `source` with the same options and write an H.264 mp4 to `destination`.
 
     The frame rate and the audio (re-encoded to AAC) are the source's; a frame with no face is only upscaled. Frames
-    are decoded, processed and encoded one at a time, so memory does not grow with the video's length. Odd output
-    sides lose their last row or column, since H.264 in yuv420p needs even sides. Raises InvalidImageError for an
+    are decoded, processed (`restorer.frames_per_call` at a time: one for a Pipeline) and encoded in order, so
+    memory does not grow with the video's length. Odd output sides lose their last row or column, since H.264 in
+    yuv420p needs even sides. Raises InvalidImageError for an
     unreadable video or one longer than max_seconds / max_frames, InvalidOptionError for options that do not apply
     to videos.
     """
@@ -162,18 +163,19 @@ def restore_video(
     try:
         # closing(): a failure mid-video stops the decoding ffmpeg now, not when the traceback is collected.
         with _SilentMp4Writer(silent, fps) as writer, closing(_decoded_frames(source, info.size, fps)) as frames:
-            for rgb in frames:
-                if frame_limit is not None and result.frames >= _with_grace(frame_limit, fps):
+            per_call = restorer.frames_per_call(info.size, options)
+            pending: list[LoadedImage] = []
+            for index, rgb in enumerate(frames):
+                if frame_limit is not None and index >= _with_grace(frame_limit, fps):
                     raise InvalidImageError(
                         f"The video {source.name!r} runs longer than its header says, past the limit of"
                         f" {_limit_text(max_seconds, max_frames)}. Trim it and try again."
                     )
-                restored = pipeline.run(read_image_array(rgb, channel_order="RGB"), options)
-                writer.write(restored.image)
-                result.add_frame(restored.report)
-                if progress is not None:
-                    total = max(info.frame_estimate, result.frames) if info.frame_estimate else None
-                    progress(result.frames, total, _seconds_left(started, result.frames, total))
+                pending.append(read_image_array(rgb, channel_order="RGB"))
+                if len(pending) == per_call:
+                    _restore_frames(restorer, pending, options, writer, result, info, started, progress)
+                    pending = []
+            _restore_frames(restorer, pending, options, writer, result, info, started, progress)
         if result.frames == 0:
             raise InvalidImageError(f"The video {source.name!r} has no frames that could be decoded.")
         if progress is not None:
@@ -187,6 +189,27 @@ def restore_video(
         silent.unlink(missing_ok=True)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _restore_frames(
+    restorer: ImageRestorer,
+    frames: list[LoadedImage],
+    options: RestoreOptions,
+    writer: "_SilentMp4Writer",
+    result: VideoResult,
+    info: VideoInfo,
+    started: float,
+    progress: VideoProgress | None,
+) -> None:
+    """One call's worth of frames through the restorer, written in order."""
+    if not frames:
+        return
+    for restored in restorer.run_many(frames, options):
+        writer.write(restored.image)
+        result.add_frame(restored.report)
+        if progress is not None:
+            total = max(info.frame_estimate, result.frames) if info.frame_estimate else None
+            progress(result.frames, total, _seconds_left(started, result.frames, total))
 
 
 class _SilentMp4Writer:

@@ -10,7 +10,7 @@ import gradio as gr
 
 from codeformer_core.layouts import Mask
 from codeformer_core.options import DETECTORS, MAX_UPSCALE, RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer
 
 from .outputs import RequestFiles
 from .running import OptionValues, make_options, read_mask_upload, read_upload, run_and_write
@@ -26,7 +26,7 @@ class ApiResult(NamedTuple):
     report: Any
 
 
-def build_api_endpoints(pipeline: Pipeline) -> None:
+def build_api_endpoints(pipeline: ImageRestorer) -> None:
     """The hidden widgets and the three endpoints; call inside a gr.Blocks."""
     api = ApiHandlers(pipeline)
     with gr.Column(visible=False):
@@ -54,7 +54,7 @@ def build_api_endpoints(pipeline: Pipeline) -> None:
 class ApiHandlers:
     """The functions behind the endpoints; one instance per app, sharing the app's Pipeline."""
 
-    def __init__(self, pipeline: Pipeline, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
         self.pipeline = pipeline
         self.files = files if files is not None else RequestFiles()
 

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from codeformer_core.batch import run_batch
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer
 
 from .outputs import RequestFiles
 from .running import OptionValues, make_options, user_errors
@@ -26,7 +26,7 @@ class BatchResult(NamedTuple):
     status: Any  # the summary, one line per file that failed
 
 
-def build_batch_tab(pipeline: Pipeline) -> None:
+def build_batch_tab(pipeline: ImageRestorer) -> None:
     """The Batch tab's widgets and its event (API name /batch); call inside a gr.Blocks."""
     handler = BatchHandler(pipeline)
     with gr.Tab("Batch"):
@@ -52,7 +52,7 @@ def build_batch_tab(pipeline: Pipeline) -> None:
 class BatchHandler:
     """The function behind the Batch tab and /batch; one instance per app, sharing the app's Pipeline."""
 
-    def __init__(self, pipeline: Pipeline, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
         self.pipeline = pipeline
         self.files = files if files is not None else RequestFiles()
 

@@ -2,17 +2,17 @@
 
 from codeformer_core.layouts import TASKS
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer
 from codeformer_core.weights.registry import weight_file
 
-CHECKED_OPTIONS = (*(RestoreOptions(task=task) for task in TASKS), RestoreOptions(background="realesrgan"))
+LIKELY_REQUESTS = (*(RestoreOptions(task=task) for task in TASKS), RestoreOptions(background="realesrgan"))
 """The three tasks with the page's default options, plus the background upsampler: what a visitor will likely use."""
 
 
-def missing_weights_notice(pipeline: Pipeline) -> str:
+def missing_weights_notice(pipeline: ImageRestorer) -> str:
     """Markdown naming the files those options would still have to download, or "" when every one is present.
     Looks only at the disk (weights directory and Hugging Face cache), never at the network."""
-    missing = list(dict.fromkeys(name for options in CHECKED_OPTIONS for name in pipeline.missing_weights(options)))
+    missing = list(dict.fromkeys(name for options in LIKELY_REQUESTS for name in pipeline.missing_weights(options)))
     if not missing:
         return ""
     store = pipeline.weights

@@ -13,7 +13,7 @@ import gradio as gr
 from codeformer_core.images import LoadedImage
 from codeformer_core.layouts import Mask
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer
 
 from .examples import bundled_examples
 from .outputs import RequestFiles
@@ -51,7 +51,7 @@ class PhotoResult(NamedTuple):
     last_run: Any  # LastRun, for the slider's re-render
 
 
-def build_photo_tab(pipeline: Pipeline) -> None:
+def build_photo_tab(pipeline: ImageRestorer) -> None:
     """The Photo tab's widgets and events; call inside a gr.Blocks."""
     page = PhotoPage(pipeline)
     with gr.Tab("Photo"):
@@ -109,7 +109,7 @@ def build_photo_tab(pipeline: Pipeline) -> None:
 class PhotoPage:
     """The functions behind the Photo tab; one instance per app, sharing the app's Pipeline."""
 
-    def __init__(self, pipeline: Pipeline, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
         self.pipeline = pipeline
         self.files = files if files is not None else RequestFiles()
 

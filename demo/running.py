@@ -20,7 +20,7 @@ from codeformer_core.errors import CodeFormerError
 from codeformer_core.images import LoadedImage, finish_output, read_image, read_image_array, write_png
 from codeformer_core.layouts import Mask
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline, Progress
+from codeformer_core.pipeline import ImageRestorer, Progress
 from codeformer_core.report import RestoreResult
 
 from .outputs import RequestFiles
@@ -148,7 +148,7 @@ def progress_callback(progress: gr.Progress) -> Progress:
 
 
 def run_and_write(
-    pipeline: Pipeline,
+    pipeline: ImageRestorer,
     files: RequestFiles,
     image: LoadedImage,
     mask: Mask | None,

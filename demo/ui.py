@@ -6,7 +6,8 @@ Every model-running event shares one concurrency group, so the queue's limit bou
 
 import gradio as gr
 
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.hardware import HardwareProfile
+from codeformer_core.pipeline import ImageRestorer
 from codeformer_core.settings import Settings
 
 from .api import build_api_endpoints
@@ -25,12 +26,17 @@ API_HELP = """Programmatic use: the endpoints `/restore`, `/colorize`, `/inpaint
 [`gradio_client`](https://www.gradio.app/guides/getting-started-with-the-python-client); see "Use via API" below."""
 
 
-def build_demo(pipeline: Pipeline, settings: Settings | None = None) -> gr.Blocks:
-    """The whole app around one shared pipeline. Builds no model: they load on the first request that needs them.
-    settings: the process's (for the video length limit); the defaults when not given."""
+def build_demo(
+    pipeline: ImageRestorer, settings: Settings | None = None, profile: HardwareProfile | None = None
+) -> gr.Blocks:
+    """The whole app around one shared pipeline (or a wrapper that runs it, e.g. on ZeroGPU). Builds no model.
+    settings: the process's (for the video length limit); profile: what the hardware can do, shown in one line.
+    The defaults when not given."""
     settings = settings if settings is not None else Settings()
     with gr.Blocks(title="CodeFormer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
+        if profile is not None:
+            gr.Markdown(profile.summary(), elem_id="hardware")
         weights_notice = gr.Markdown(visible=False, elem_id="weights-notice")
         build_photo_tab(pipeline)
         build_batch_tab(pipeline)
@@ -43,7 +49,7 @@ def build_demo(pipeline: Pipeline, settings: Settings | None = None) -> gr.Block
     return demo
 
 
-def _notice_update(pipeline: Pipeline) -> dict:
+def _notice_update(pipeline: ImageRestorer) -> dict:
     """Checked at each page load, so the banner goes away once the files have been fetched."""
     text = missing_weights_notice(pipeline)
     return gr.update(value=text, visible=bool(text))

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 
 from codeformer_core.images import safe_stem
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import ImageRestorer
 from codeformer_core.video import restore_video
 
 from .outputs import RequestFiles
@@ -28,7 +28,7 @@ class VideoResult(NamedTuple):
     status: Any
 
 
-def build_video_tab(pipeline: Pipeline, *, max_seconds: float | None) -> None:
+def build_video_tab(pipeline: ImageRestorer, *, max_seconds: float | None) -> None:
     """The Video tab's widgets and its event (API name /video); call inside a gr.Blocks. max_seconds: the longest
     video accepted (None: any length)."""
     handler = VideoHandler(pipeline, max_seconds=max_seconds)
@@ -59,7 +59,9 @@ def build_video_tab(pipeline: Pipeline, *, max_seconds: float | None) -> None:
 class VideoHandler:
     """The function behind the Video tab and /video; one instance per app, sharing the app's Pipeline."""
 
-    def __init__(self, pipeline: Pipeline, *, max_seconds: float | None, files: RequestFiles | None = None) -> None:
+    def __init__(
+        self, pipeline: ImageRestorer, *, max_seconds: float | None, files: RequestFiles | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.max_seconds = max_seconds
         self.files = files if files is not None else RequestFiles()

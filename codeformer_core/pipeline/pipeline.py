@@ -6,11 +6,12 @@ masks, the upscaled background) is kept for the last few images, so moving the f
 re-runs only the decoder and the paste-back.
 """
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -45,13 +46,37 @@ DEFAULT_MAX_FACES = 40
 DEFAULT_CACHED_IMAGES = 4
 
 
+class ImageRestorer(Protocol):
+    """What the app, batches and videos need from the engine: a `Pipeline`, or a wrapper that runs one somewhere
+    else (the app's ZeroGPU wrapper runs it inside `spaces.GPU` calls)."""
+
+    weights: WeightStore
+
+    def run(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        *,
+        mask: Mask | None = None,
+        faces: Sequence[DetectedFace] | None = None,
+        progress: Progress | None = None,
+    ) -> RestoreResult: ...
+
+    def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]: ...
+
+    def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int: ...
+
+    def missing_weights(self, options: RestoreOptions) -> list[str]: ...
+
+
 class Pipeline:
     """Restores, colorizes or inpaints faces; safe to call from several threads (runs are serialised).
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
-    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run (see `Settings`). max_faces: the most
-    faces one image may have restored (the largest are kept). cache_images: how many images' w-independent work
-    is kept for a later fidelity.
+    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run (see `Settings`). fast: every run in
+    reduced precision, whatever its options say (a deployment's choice, from its `HardwareProfile`). max_faces:
+    the most faces one image may have restored (the largest are kept). cache_images: how many images'
+    w-independent work is kept for a later fidelity.
     """
 
     def __init__(
@@ -60,10 +85,12 @@ class Pipeline:
         device: str | None = None,
         *,
         cpu_kernels: CpuKernels = "fast",
+        fast: bool = False,
         max_faces: int = DEFAULT_MAX_FACES,
         cache_images: int = DEFAULT_CACHED_IMAGES,
     ) -> None:
         self.device = resolve_device(device)
+        self.fast = fast
         self.weights = weights if weights is not None else WeightStore()
         self.models = Models(self.weights, self.device, cpu_kernels)
         self.max_faces = max_faces
@@ -72,14 +99,37 @@ class Pipeline:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, device: str | None = None, weights_dir: Path | None = None
+        cls, settings: Settings, *, device: str | None = None, weights_dir: Path | None = None, fast: bool = False
     ) -> "Pipeline":
-        """The pipeline the process's settings describe; `device` and `weights_dir` are command-line options."""
-        return cls(WeightStore.from_settings(settings, weights_dir), device, cpu_kernels=settings.cpu_kernels)
+        """The pipeline the process's settings describe; `device`, `weights_dir` and `fast` come from the command
+        line or the hardware profile."""
+        weights = WeightStore.from_settings(settings, weights_dir)
+        return cls(weights, device, cpu_kernels=settings.cpu_kernels, fast=fast)
 
     def missing_weights(self, options: RestoreOptions) -> list[str]:
         """Files a run with `options` would have to download first (no network is touched to find out)."""
         return self.weights.missing_files(files_needed(options))
+
+    def preload(self, requests: Sequence[RestoreOptions]) -> None:
+        """Load now, onto the device, every model runs with these options need (downloading what is missing), so
+        that no visitor waits for it; on ZeroGPU models must be on `cuda` before the app starts."""
+        for options in requests:
+            self.models.codeformer(options.task)
+            if options.aligned:
+                continue
+            self.models.detector(options.detector)
+            if options.parse_paste:
+                self.models.parser()
+            if options.background == "realesrgan" or options.face_upsample:
+                self.models.upsampler()
+
+    def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
+        """`run` on each image in turn (a video's frames, say), with the same options."""
+        return [self.run(image, options) for image in images]
+
+    def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int:
+        """Frames a video hands to `run_many` at once: one, so that only one decoded frame is held."""
+        return 1
 
     def run(
         self,
@@ -98,6 +148,8 @@ class Pipeline:
           usual filters (tiny faces, the centre face, the face limit) still apply.
         progress: called with (fraction, message) as stages start.
         """
+        if self.fast and not options.fast:
+            options = dataclasses.replace(options, fast=True)
         state = RunState.begin(image, options, mask=mask, given=faces, progress=progress)
         with self._run_lock, self._device_memory_errors():
             # 1. The working image: a large photo reduced, a small one enlarged, an aligned face at 512 px.

@@ -1,0 +1,59 @@
+"""What the machine the app runs on can do, decided once at start-up: precision, how many requests run at once, and
+the one line the page shows about it.
+
+Numbers for GPUs are on paper until the GPU check (bench/gpu_check) has measured them on a lent machine; the CPU
+figure comes from bench/results-cpu.md.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .settings import Settings
+
+CPU_CORE_SECONDS_PER_FACE = 20.0
+"""One face through detection, both network halves, parsing and paste-back costs about this much CPU time
+(bench/results-cpu.md: ~10 s per face on 2 cores)."""
+GPU_SECONDS_PER_FACE = 0.1
+"""On paper until measured: published figures put the network at ~25 ms per face in fp16 on an A10G."""
+GPU_GIB_PER_REQUEST = 4.0
+"""On paper: one request's peak (four faces batched in float32, ParseNet at 512 px, a Real-ESRGAN tile) stays
+under this, so a GPU runs total memory / this many requests at once."""
+MAX_GPU_CONCURRENCY = 4
+ZERO_GPU_CONCURRENCY = 2
+"""Each ZeroGPU call gets its own GPU slice; the Space's own CPU still decodes uploads and writes results."""
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """label: the device as a person reads it. fast: every request runs in reduced precision (fp16 on a GPU).
+    concurrency: requests the queue runs at once. seconds_per_face: what a visitor should expect."""
+
+    label: str
+    fast: bool
+    concurrency: int
+    seconds_per_face: float
+
+    @classmethod
+    def detect(cls, device: torch.device, settings: Settings) -> "HardwareProfile":
+        if settings.zero_gpu:
+            return cls("ZeroGPU (a shared GPU attached for each request)", True, ZERO_GPU_CONCURRENCY,
+                       GPU_SECONDS_PER_FACE)
+        if device.type == "cuda":
+            properties = torch.cuda.get_device_properties(device)
+            memory_gib = properties.total_memory / 2**30
+            concurrency = max(1, min(MAX_GPU_CONCURRENCY, int(memory_gib // GPU_GIB_PER_REQUEST)))
+            return cls(f"{properties.name} ({memory_gib:.0f} GB)", True, concurrency, GPU_SECONDS_PER_FACE)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # One CPU request already uses every core: a second would only slow both down.
+        return cls(f"CPU ({cores} cores)", False, 1, CPU_CORE_SECONDS_PER_FACE / cores)
+
+    def summary(self) -> str:
+        """One line for the page: device, precision, expected time per face."""
+        precision = "fp16" if self.fast else "float32"
+        if self.seconds_per_face < 1:
+            expected = "well under a second per face"
+        else:
+            expected = f"about {self.seconds_per_face:.0f} s per face"
+        return f"Running on {self.label}, {precision}: {expected}."

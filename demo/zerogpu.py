@@ -1,0 +1,154 @@
+"""The app's network calls on a ZeroGPU Space: each runs inside a `spaces.GPU` function, for as long as its request
+needs.
+
+On ZeroGPU a GPU exists only inside functions decorated with `@spaces.GPU`. Each call runs in a process forked
+from the app at start-up, holding a GPU for the `duration` the call asks for (the shorter, the sooner a visitor's
+call is scheduled; a call that runs past it is stopped). So:
+- the models are loaded and moved to `cuda` before the app starts (`Pipeline.preload` in `app.main`), where ZeroGPU
+  packs them for every call;
+- only the pipeline runs inside a call; reading uploads and writing results stay outside, costing no GPU time;
+- arguments and results cross the process boundary by pickling: images are numpy arrays, never CUDA tensors;
+- an engine error inside a call comes back as a value and is raised again outside, so its one-line message
+  reaches the visitor (ZeroGPU would report any other exception as a bare "worker error");
+- what a call caches (the encoded faces a new fidelity would reuse) lives in the call's process, which ZeroGPU
+  reuses only sometimes: a new fidelity may run the whole pipeline, well under a second per face on a GPU.
+
+Durations follow the rule in `run_seconds`, from the request's size; the figures are on paper until the GPU check
+measures them, and deliberately generous, since a call that outlives its duration is lost.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from codeformer_core.errors import CodeFormerError
+from codeformer_core.faces.detection import DetectedFace
+from codeformer_core.images import LoadedImage
+from codeformer_core.layouts import FACE_SIZE, Mask
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline, Progress
+from codeformer_core.report import RestoreResult
+
+SETUP_SECONDS = 10.0
+"""Attaching a GPU to the call and moving the preloaded models (~1.4 GB) onto it."""
+SECONDS_PER_FACE = 0.5
+"""Network, ParseNet and paste-back for one face: five times what it should take on a GPU."""
+SECONDS_PER_OUTPUT_MEGAPIXEL = 0.5
+"""Resizing and blending at output size, on the CPU side of the call."""
+REALESRGAN_SECONDS_PER_MEGAPIXEL = 3.0
+"""Real-ESRGAN x2plus per input megapixel, tiles included."""
+FACES_WHEN_UNKNOWN = 8
+"""Before detection a photo's face count is unknown: a group photo's worth is asked for."""
+FACES_PER_VIDEO_FRAME = 4
+MAX_CALL_SECONDS = 120
+"""The longest call asked for: a batch is split into one call per photo and a video into groups of frames that
+fit."""
+MAX_FRAME_BYTES_PER_CALL = 1 << 30
+"""Frames of one call cross the process boundary twice (in, and out upscaled): their size is bounded too."""
+
+T = TypeVar("T")
+
+GpuDecorator = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
+"""`spaces.GPU`: GPU(duration=seconds or a function of the call's arguments) -> decorator."""
+
+
+def run_seconds(
+    image: LoadedImage,
+    options: RestoreOptions,
+    mask: Mask | None = None,
+    faces: Sequence[DetectedFace] | None = None,
+) -> int:
+    """The GPU seconds one `Pipeline.run` of `image` with `options` is granted: the call's set-up, then faces,
+    output pixels and Real-ESRGAN by the figures above, at most MAX_CALL_SECONDS."""
+    face_count = len(faces) if faces is not None else FACES_WHEN_UNKNOWN
+    return _seconds(SETUP_SECONDS + _work_seconds(image.size, options, face_count))
+
+
+def run_many_seconds(images: Sequence[LoadedImage], options: RestoreOptions) -> int:
+    """The GPU seconds for `Pipeline.run_many` (a video's frames): one set-up, every frame's work."""
+    return _seconds(SETUP_SECONDS + sum(_work_seconds(image.size, options, FACES_PER_VIDEO_FRAME) for image in images))
+
+
+class ZeroGpuRestorer:
+    """A `Pipeline` whose runs happen inside `spaces.GPU` calls; everything else is the pipeline's own.
+
+    gpu: `spaces.GPU` (tests pass a stand-in that records each call).
+    """
+
+    def __init__(self, pipeline: Pipeline, gpu: GpuDecorator) -> None:
+        self.pipeline = pipeline
+        self.weights = pipeline.weights
+        self._run_on_gpu = gpu(duration=run_seconds)(self._run)
+        self._run_many_on_gpu = gpu(duration=run_many_seconds)(self._run_many)
+
+    def run(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        *,
+        mask: Mask | None = None,
+        faces: Sequence[DetectedFace] | None = None,
+        progress: Progress | None = None,
+    ) -> RestoreResult:
+        """`Pipeline.run` in one GPU call. `progress` is not passed on: a callback cannot cross into the call's
+        process, and a GPU run is over in seconds."""
+        return _raised(self._run_on_gpu(image, options, mask, None if faces is None else list(faces)))
+
+    def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
+        return _raised(self._run_many_on_gpu(list(images), options))
+
+    def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int:
+        """As many frames as fit in MAX_CALL_SECONDS and MAX_FRAME_BYTES_PER_CALL."""
+        width, height = frame_size
+        by_time = int((MAX_CALL_SECONDS - SETUP_SECONDS) // _work_seconds(frame_size, options, FACES_PER_VIDEO_FRAME))
+        by_memory = MAX_FRAME_BYTES_PER_CALL // (3 * width * height * (1 + options.upscale**2))
+        return max(1, min(by_time, by_memory))
+
+    def missing_weights(self, options: RestoreOptions) -> list[str]:
+        return self.pipeline.missing_weights(options)
+
+    def _run(
+        self, image: LoadedImage, options: RestoreOptions, mask: Mask | None, faces: list[DetectedFace] | None
+    ) -> RestoreResult | CodeFormerError:
+        try:
+            return self.pipeline.run(image, options, mask=mask, faces=faces)
+        except CodeFormerError as error:
+            return error
+
+    def _run_many(self, images: list[LoadedImage], options: RestoreOptions) -> list[RestoreResult] | CodeFormerError:
+        try:
+            return self.pipeline.run_many(images, options)
+        except CodeFormerError as error:
+            return error
+
+
+def zero_gpu_restorer(pipeline: Pipeline) -> ZeroGpuRestorer:
+    """The pipeline behind the real `spaces.GPU`; import `spaces` (done here) before anything touches CUDA."""
+    import spaces
+
+    return ZeroGpuRestorer(pipeline, spaces.GPU)
+
+
+def _raised(outcome: T | CodeFormerError) -> T:
+    if isinstance(outcome, CodeFormerError):
+        raise outcome
+    return outcome
+
+
+def _work_seconds(size: tuple[int, int], options: RestoreOptions, face_count: int) -> float:
+    """Seconds of work for one image of `size` (width, height) beyond the call's set-up."""
+    if options.aligned:
+        return SECONDS_PER_FACE + FACE_SIZE * FACE_SIZE / 1e6 * SECONDS_PER_OUTPUT_MEGAPIXEL
+    width, height = size
+    # The pipeline enlarges a photo whose shorter side is below 512 px, as the official code does.
+    working_megapixels = width * height * max(1.0, FACE_SIZE / min(width, height)) ** 2 / 1e6
+    seconds = face_count * SECONDS_PER_FACE + working_megapixels * options.upscale**2 * SECONDS_PER_OUTPUT_MEGAPIXEL
+    if options.background == "realesrgan" and options.upscale > 1:
+        seconds += working_megapixels * REALESRGAN_SECONDS_PER_MEGAPIXEL
+    if options.face_upsample and options.upscale > 1:
+        seconds += face_count * FACE_SIZE * FACE_SIZE / 1e6 * REALESRGAN_SECONDS_PER_MEGAPIXEL
+    return seconds
+
+
+def _seconds(seconds: float) -> int:
+    return min(MAX_CALL_SECONDS, math.ceil(seconds))

@@ -1,0 +1,199 @@
+"""ZeroGPU: every network run happens inside a `spaces.GPU` call, asks for the duration the rule gives, and takes and
+returns only what pickles; off ZeroGPU nothing changes, even with the real `spaces` imported.
+
+A stand-in `spaces` module records each call, pickles its arguments and result as ZeroGPU does across processes,
+and notes whether the pipeline ran inside the call.
+"""
+
+import math
+import pickle
+import sys
+import types
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import app
+from codeformer_core.errors import WeightsUnavailableError
+from codeformer_core.faces.detection import DetectedFace
+from codeformer_core.images import read_image, read_image_array
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
+from codeformer_core.video import restore_video
+from codeformer_core.weights import WeightStore
+from demo.batch_tab import BatchHandler
+from demo.zerogpu import (
+    FACES_PER_VIDEO_FRAME,
+    MAX_CALL_SECONDS,
+    SETUP_SECONDS,
+    ZeroGpuRestorer,
+    run_many_seconds,
+    run_seconds,
+)
+
+from .conftest import SAMPLES
+from .test_video import faceless_frames, write_clip
+
+FACE = SAMPLES / "aligned" / "0240.png"
+
+
+class StandInSpaces(types.ModuleType):
+    """`spaces` as ZeroGPU runs it, without a GPU: GPU(duration=...) records (function, seconds) per call."""
+
+    def __init__(self) -> None:
+        super().__init__("spaces")
+        self.calls: list[tuple[str, int]] = []
+        self.inside = False
+
+    def GPU(self, task=None, *, duration=None):  # noqa: N802 - the real decorator's name
+        def decorate(function):
+            def call(*args, **kwargs):
+                seconds = duration(*args, **kwargs) if callable(duration) else duration
+                args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))  # into the call's process
+                self.calls.append((function.__name__, seconds))
+                self.inside = True
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    self.inside = False
+                return pickle.loads(pickle.dumps(result))  # and back
+
+            return call
+
+        return decorate if task is None else decorate(task)
+
+
+@pytest.fixture
+def spaces_stand_in(monkeypatch) -> StandInSpaces:
+    stand_in = StandInSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", stand_in)
+    return stand_in
+
+
+@pytest.fixture(scope="module")
+def pipeline(stand_in_weights) -> Pipeline:
+    return Pipeline(WeightStore(stand_in_weights("codeformer.pth"), hub=HubSettings(offline=True)), device="cpu")
+
+
+@pytest.fixture
+def runs_inside(monkeypatch, pipeline, spaces_stand_in) -> list[bool]:
+    """For each Pipeline.run, whether it ran inside a GPU call."""
+    seen: list[bool] = []
+    original = Pipeline.run
+
+    def spied(self, *args, **kwargs):
+        seen.append(spaces_stand_in.inside)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "run", spied)
+    return seen
+
+
+def test_a_photo_runs_inside_one_gpu_call_and_comes_back_unchanged(pipeline, spaces_stand_in, runs_inside):
+    face = read_image(FACE)
+    options = RestoreOptions(aligned=True, fidelity=0.7)
+    restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
+
+    on_gpu = restorer.run(face, options)
+    direct = pipeline.run(face, options)
+
+    assert runs_inside == [True, False]
+    assert spaces_stand_in.calls == [("_run", run_seconds(face, options))]
+    assert np.array_equal(on_gpu.image, direct.image) and on_gpu.report.faces_restored == 1
+
+
+def test_an_engine_error_inside_a_call_reaches_the_visitor_as_itself(tmp_path, spaces_stand_in):
+    offline = Pipeline(WeightStore(tmp_path / "empty", hub=HubSettings(offline=True)), device="cpu")
+    restorer = ZeroGpuRestorer(offline, spaces_stand_in.GPU)
+
+    with pytest.raises(WeightsUnavailableError, match="codeformer.pth"):
+        restorer.run(read_image(FACE), RestoreOptions(aligned=True))
+    assert [name for name, _ in spaces_stand_in.calls] == ["_run"]
+
+
+def test_durations_grow_with_faces_pixels_upscale_and_upsamplers():
+    small = read_image_array(np.zeros((225, 225, 3), np.uint8))  # enlarged to 512 x 512: 0.26 MP
+    two_faces = [DetectedFace(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 1.0)] * 2
+    working_mp = 512 * 512 / 1e6
+
+    assert run_seconds(small, RestoreOptions(upscale=2), None, two_faces) == math.ceil(
+        SETUP_SECONDS + 2 * 0.5 + working_mp * 4 * 0.5
+    )
+    unknown = run_seconds(small, RestoreOptions(upscale=2))
+    assert unknown > run_seconds(small, RestoreOptions(upscale=2), None, two_faces)  # faces not known yet
+    assert run_seconds(small, RestoreOptions(upscale=2, background="realesrgan")) > unknown
+    assert run_seconds(small, RestoreOptions(upscale=2, face_upsample=True)) > unknown
+    assert run_seconds(small, RestoreOptions(upscale=4)) > unknown
+    huge = read_image_array(np.zeros((4000, 4000, 3), np.uint8))
+    assert run_seconds(huge, RestoreOptions(upscale=4, background="realesrgan")) == MAX_CALL_SECONDS
+    frames = [small] * 3
+    assert run_many_seconds(frames, RestoreOptions(upscale=1)) == math.ceil(
+        SETUP_SECONDS + 3 * (FACES_PER_VIDEO_FRAME * 0.5 + working_mp * 0.5)
+    )
+
+
+def test_a_batch_is_one_gpu_call_per_photo(pipeline, spaces_stand_in, runs_inside, tmp_path):
+    restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
+    photos = [str(SAMPLES / "aligned" / name) for name in ("0240.png", "0342.png")]
+
+    result = BatchHandler(restorer).run(photos, "restore", 0.5, 1, True, False, False, "dlib", False)
+
+    assert len(result.gallery) == 2 and result.archive is not None
+    assert [name for name, _ in spaces_stand_in.calls] == ["_run", "_run"] and runs_inside == [True, True]
+
+
+def test_a_video_goes_in_groups_of_frames_that_fit_a_call(
+    pipeline, spaces_stand_in, runs_inside, tmp_path, monkeypatch
+):
+    # 64 x 48 frames are enlarged to 683 x 512: four faces each on paper, ~2.2 s a frame; a call of 16 s holds 2.
+    monkeypatch.setattr("demo.zerogpu.MAX_CALL_SECONDS", 16)
+    restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
+    options = RestoreOptions(detector="dlib", upscale=1)
+    clip = write_clip(tmp_path / "clip.mp4", faceless_frames(7, 64, 48), audio=False)
+    per_call = restorer.frames_per_call((64, 48), options)
+    assert per_call == 2
+
+    result = restore_video(clip, tmp_path / "out.mp4", restorer, options)
+
+    assert result.frames == 7 and all(runs_inside) and len(runs_inside) == 7
+    assert [name for name, _ in spaces_stand_in.calls] == ["_run_many"] * math.ceil(7 / per_call)
+
+
+def test_the_real_spaces_off_zerogpu_changes_nothing(monkeypatch, pipeline):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    import spaces
+
+    def plain(x: int) -> int:
+        return x + 1
+
+    face, options = read_image(FACE), RestoreOptions(aligned=True)
+    restorer = ZeroGpuRestorer(pipeline, spaces.GPU)
+
+    assert spaces.GPU(duration=30)(plain) is plain and spaces.GPU(plain) is plain
+    assert np.array_equal(restorer.run(face, options).image, pipeline.run(face, options).image)
+    assert torch.cuda.is_available() is False
+
+
+def test_the_app_on_zerogpu_imports_spaces_first_preloads_and_wraps_every_call(monkeypatch, spaces_stand_in):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("SPACE_ID", "someone/codeformer")
+    order: list[str] = []
+
+    def resolve(requested):
+        order.append("device" if "spaces" in sys.modules else "device before spaces")
+        return torch.device("cpu")
+
+    built = SimpleNamespace()
+    monkeypatch.setattr(app, "resolve_device", resolve)
+    monkeypatch.setattr(Pipeline, "preload", lambda self, requests: order.append(f"preload {len(requests)}"))
+    monkeypatch.setattr(app, "build_demo", lambda restorer, settings, profile: setattr(built, "restorer", restorer))
+    monkeypatch.setattr(app, "serve", lambda demo, **kwargs: setattr(built, "serve", kwargs))
+
+    assert app.main(["--device", "cpu"]) == 0
+
+    assert order == ["device", "preload 4"]
+    assert isinstance(built.restorer, ZeroGpuRestorer)
+    assert built.serve["host"] == "0.0.0.0" and built.serve["concurrency"] == 2
