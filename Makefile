@@ -46,3 +46,10 @@ space-check: $(VENV)/.runtime-installed
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Issue 15's GPU check: fills the git-ignored bench/gpu-carry/ with what a bare GPU machine lacks (pure-Python wheels,
+# the golden vectors, the sample photo); then run `bash bench/gpu_check.sh` there (bench/README.md, "GPU check").
+.PHONY: gpu-check-prep
+gpu-check-prep: $(VENV)/.runtime-installed
+	$(BIN)/pip install --no-deps -r bench/requirements.txt
+	$(BIN)/python -m bench.gpu_check.prep

@@ -100,7 +100,8 @@ def install(space: Path, venv: Path, python: str) -> None:
 
 def version(venv: Path) -> str:
     script = "import sys, torch; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}')"
-    return subprocess.run([venv / "bin/python", "-c", script], check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run([venv / "bin/python", "-c", script], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def wait_for(url: str, server: subprocess.Popen) -> None:

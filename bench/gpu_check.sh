@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 15's GPU check in one command (bench/README.md, "GPU check"):
+#   bash bench/gpu_check.sh              on a lent GPU machine, with bench/gpu-carry carried (make gpu-check-prep)
+#   bash bench/gpu_check.sh --dry-run    here, on the CPU: tiny sizes, the same code path
+# The GPU machine reaches no package index: the carried wheels are installed into a temporary folder first.
+# With $OUT set, the results table, gpu_check.json and this log land there (they come back from a device call).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+WHEELS=bench/gpu-carry/wheels
+HARD_LIMIT_S=${GPU_CHECK_HARD_LIMIT_S:-480}  # issue 15's 8 minutes; the check's own time box ends a minute sooner
+
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+site=$(mktemp -d /tmp/gpu-check-site.XXXXXX)
+trap 'rm -rf "$site"' EXIT
+
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
+        --target "$site" "$WHEELS"/*.whl
+    export GPU_CHECK_SITE=$site PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+elif [[ " $* " != *" --dry-run "* ]]; then
+    echo "gpu_check: no wheels in $WHEELS: run 'make gpu-check-prep' on the development machine and carry bench/gpu-carry" >&2
+    exit 2
+fi
+
+check() { timeout --kill-after=10 "$HARD_LIMIT_S" "$PYTHON" -m bench.gpu_check "$@"; }
+if [[ -n "${OUT:-}" ]]; then
+    mkdir -p "$OUT"
+    check "$@" 2>&1 | tee "$OUT/gpu_check.log"
+else
+    check "$@"
+fi

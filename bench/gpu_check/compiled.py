@@ -1,0 +1,56 @@
+"""torch.compile(mode="reduce-overhead") of the network's encoder and generator, timed against eager, in a process
+of its own: the parent kills it at its time box, which a compile inside the parent could not be.
+
+    python -m bench.gpu_check.compiled --batch 4 --warmup 3 --repeats 10 --out compiled.json
+
+Writes {"eager_ms", "compiled_ms" (per batch), "compile_s" (the first compiled call), "gap" (output difference
+over max |eager output|)}. CUDA only; the network is the pipeline's layout (channels_last decoder), fast mode.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from .engine import crops_to_tensor, filled_network, reduced_precision
+from .plan import DEFAULT_CARRY, Inputs
+from .speed import FIDELITY
+from .timing import Deadline, series, time_once
+
+TIME_BOX_S = 600.0  # the parent's timeout is the real bound
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--repeats", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    net = filled_network("restore", device).use_channels_last()
+    faces = Inputs.find(DEFAULT_CARRY).aligned_faces()
+    x = crops_to_tensor([faces[index % len(faces)] for index in range(args.batch)], device)
+    precision = reduced_precision(device)
+
+    def forward() -> torch.Tensor:
+        return net.decode(net.encode(x, precision=precision), FIDELITY, precision=precision)
+
+    deadline = Deadline(TIME_BOX_S)
+    timing = dict(warmup=args.warmup, repeats=args.repeats, deadline=deadline)
+    eager = series(forward, device, what="eager", **timing)
+    expected = forward().clone()
+    net.encoder = torch.compile(net.encoder, mode="reduce-overhead")
+    net.generator = torch.compile(net.generator, mode="reduce-overhead")
+    _, compile_seconds = time_once(forward, device)
+    compiled = series(forward, device, what="compiled", **timing)
+    gap = float((forward() - expected).abs().max() / expected.abs().max())
+    args.out.write_text(json.dumps({
+        "eager_ms": eager.median_ms, "compiled_ms": compiled.median_ms, "compile_s": compile_seconds, "gap": gap,
+        "eager_s": eager.seconds, "compiled_s": compiled.seconds,
+    }))
+
+
+if __name__ == "__main__":
+    main()

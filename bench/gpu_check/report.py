@@ -1,0 +1,121 @@
+"""The results table: every row the check plans, filled with what its sections measured.
+
+Rows are planned before anything runs, so a section that fails, runs out of time or does not apply still shows
+its rows (with the reason), and the committed table of a run that has not happened yet lists them all.
+"""
+
+from dataclasses import dataclass
+
+SPEEDUP_TARGET = 5.0
+"""Network per face, fast mode, batched, against the reference's float32 one at a time (issue 15)."""
+PHOTO_TARGET_MS = 150.0
+"""A 4-face photo end to end, faces given, on an H100 (issue 15)."""
+FIDELITY_TARGET_MS = 50.0
+"""A new fidelity value on a processed photo (issue 15)."""
+GOLDEN_BOUNDS = "idx identical; logits, lq_feat <= 1e-4; outputs <= 1e-3 x max\\|ref\\|"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    section: str
+    measurement: str
+    target: str = "(none)"
+
+
+@dataclass(frozen=True)
+class Result:
+    baseline: str = ""
+    ours: str = ""
+    ratio: str = ""
+    verdict: str = "info"
+    """pass, FAIL or info."""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class SectionOutcome:
+    status: str
+    """ok, failed, skipped or out of time."""
+    seconds: float = 0.0
+    message: str = ""
+
+
+def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, ...], compile_batch: int,
+                 photo_modes: tuple[str, ...], fast: str) -> list[Row]:
+    """Every row of the table, in the order the check measures them; `fast` names the fast mode's precision."""
+    rows = [Row(f"golden/{task}", "golden", f"golden vectors, {task}, float32, w {', '.join(f'{w:g}' for w in ws)}",
+                GOLDEN_BOUNDS) for task, ws in fidelities.items()]
+    rows += [
+        Row("golden/restore/channels_last", "golden",
+            "golden vectors, restore, float32, channels_last decoder (the pipeline's layout)", GOLDEN_BOUNDS),
+        Row("golden/restore/tf32", "golden",
+            "golden vectors, restore, torch's default float32 (TF32 convolutions), as the engine runs", GOLDEN_BOUNDS),
+    ]
+    rows += [Row(f"drift/{task}", "golden", f"fast mode ({fast}) drift, {task}") for task in fidelities]
+    rows.append(Row("latency/reference", "reference",
+                    "network per face, reference (published architecture, float32, one face at a time)"))
+    for precision, label in (("float32", "float32"), ("fast", fast)):
+        for batch in batches:
+            target = f">= {SPEEDUP_TARGET:g}x" if precision == "fast" and batch > 1 else "(none)"
+            rows.append(Row(f"latency/{precision}/b{batch}", "latency",
+                            f"network per face, ours, {label}, batch {batch}", target))
+    for batch in batches:
+        rows.append(Row(f"options/benchmark/b{batch}", "speed options",
+                        f"network per face, {fast}, batch {batch}, cudnn.benchmark on"))
+        rows.append(Row(f"options/graph/b{batch}", "speed options",
+                        f"network per face, {fast}, batch {batch}, CUDA graph replay"))
+    rows.append(Row("options/compile", "torch.compile",
+                    f"network per face, {fast}, batch {compile_batch}, torch.compile(mode=\"reduce-overhead\")"))
+    for mode in photo_modes:
+        label = f"fast ({fast})" if mode == "fast" else mode
+        rows += [
+            Row(f"photo/{mode}/first", "whole photo", f"whole photo, faces given, end to end, {label}",
+                f"< {PHOTO_TARGET_MS:g} ms"),
+            Row(f"photo/{mode}/fidelity", "whole photo", f"new fidelity, whole photo, {label}",
+                f"< {FIDELITY_TARGET_MS:g} ms"),
+            Row(f"photo/{mode}/memory", "whole photo", f"peak GPU memory, whole photo, {label}"),
+        ]
+    rows += [
+        Row("photo/resident", "whole photo", "pipeline stays CUDA-resident between requests",
+            "same models, never moved, no empty_cache"),
+        Row("photo/oom", "whole photo", "out of memory retries with smaller face batches",
+            "completes under a memory cap"),
+    ]
+    return rows
+
+
+def render_table(rows: list[Row], results: dict[str, Result], outcomes: dict[str, SectionOutcome]) -> list[str]:
+    lines = ["| measurement | baseline | ours | ratio | target | result | notes |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        result = results.get(row.key)
+        if result is None:
+            result = _unmeasured(outcomes.get(row.section))
+        lines.append(f"| {row.measurement} | {result.baseline} | {result.ours} | {result.ratio} | {row.target} | "
+                     f"{result.verdict} | {result.notes} |")
+    return lines
+
+
+def _unmeasured(outcome: SectionOutcome | None) -> Result:
+    if outcome is None or outcome.status == "ok":
+        return Result(verdict="not yet measured")
+    return Result(verdict=outcome.status, notes=_cell(outcome.message))
+
+
+def _cell(text: str) -> str:
+    """Text that cannot break a markdown table row."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def ratio_result(baseline_ms: float | None, ours_ms: float, target: float | None, notes: str,
+                 baseline_label: str = "") -> Result:
+    """A time row against a baseline time (ratio = baseline / ours), judged against `target` when there is one."""
+    if baseline_ms is None:
+        return Result("(no baseline)", f"{ours_ms:.2f} ms", "", "info" if target is None else "FAIL", notes)
+    ratio = baseline_ms / ours_ms
+    verdict = "info" if target is None else ("pass" if ratio >= target else "FAIL")
+    return Result(f"{baseline_ms:.2f} ms{baseline_label}", f"{ours_ms:.2f} ms", f"{ratio:.2f}x", verdict, notes)
+
+
+def below_result(ours_ms: float, limit_ms: float, notes: str) -> Result:
+    return Result("", f"{ours_ms:.1f} ms", "", "pass" if ours_ms < limit_ms else "FAIL", notes)

@@ -1,0 +1,161 @@
+"""Per-face latency of our network, as the engine runs it and with the speed options the engine does not use yet.
+
+- latency: the pipeline's own network (channels_last decoder on CUDA), through the engine's `encode_faces` /
+  `decode_faces` (uint8 crops in, uint8 crops out, like the reference path's per-face call), float32 and fast
+  mode, one pass per batch; per face = the batch's median time / its faces.
+- speed options (CUDA only): the same network on tensors, eager against cudnn.benchmark and against a CUDA graph
+  replay, so the table says which would help and by how much.
+- torch.compile: in a child process of its own (`compiled.py`), killed if it runs past its time box; compiling
+  needs Triton and a C compiler, which a machine may lack.
+"""
+
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
+
+import torch
+
+from .engine import CodeFormer, crops_to_tensor, decode_faces, encode_faces, reduced_precision
+from .plan import REPO_ROOT, Context
+from .report import SPEEDUP_TARGET, Result, ratio_result
+from .timing import Series, peak_memory_mb, reset_peak_memory, series
+
+FIDELITY = 0.5
+COMPILE_TIMEOUT_S = 240.0
+GRAPH_OUTPUT_BOUND = 1e-2
+"""A replay runs eager's kernels on the same data; a larger gap means it replayed something else (a stale input, a
+freed buffer)."""
+
+
+class NotApplicable(Exception):
+    """The section does not apply on this device; its rows say why."""
+
+
+def run_latency(ctx: Context) -> None:
+    net = ctx.pipeline.models.codeformer("restore")
+    fast_precision = reduced_precision(ctx.device)
+    for fast in (False, True):
+        mode = "fast" if fast else "float32"
+        for batch in ctx.scale.batches:
+            reset_peak_memory(ctx.device)
+            network = partial(_through_engine, net, ctx.faces(batch), fast)
+            timing = _series(ctx, network, f"latency, {mode}, batch {batch}")
+            per_face = timing.median_ms / batch
+            peak = peak_memory_mb(ctx.device)
+            ctx.numbers.setdefault("latency", {})[f"{mode}/b{batch}"] = {"seconds": timing.seconds, "peak_gpu_mb": peak}
+            target = SPEEDUP_TARGET if fast and batch > 1 else None
+            precision = fast_precision if fast else "float32"
+            memory = f", peak GPU memory {peak:.0f} MiB" if peak is not None else ""
+            ctx.results[f"latency/{mode}/b{batch}"] = ratio_result(
+                ctx.reference_ms, per_face, target,
+                f"{precision}; batch {timing.median_ms:.1f} ms, median of {len(timing.seconds)} (spread "
+                f"{timing.spread:.0%}){memory}")
+
+
+def run_speed_options(ctx: Context) -> None:
+    if not ctx.on_gpu:
+        raise NotApplicable("CUDA only")
+    net = ctx.pipeline.models.codeformer("restore")
+    precision = reduced_precision(ctx.device)
+    for batch in ctx.scale.batches:
+        x = crops_to_tensor(ctx.faces(batch), ctx.device)
+        eager = partial(_on_tensors, net, x, precision)
+        baseline = _series(ctx, eager, f"eager, batch {batch}").median_ms / batch
+        try:
+            ctx.results[f"options/graph/b{batch}"] = _graph_result(ctx, net, x, precision, baseline)
+        except RuntimeError as error:  # a capture torch refuses costs this row only (OutOfTime is no RuntimeError)
+            ctx.results[f"options/graph/b{batch}"] = Result(verdict="error", notes=f"{type(error).__name__}: {error}")
+        with _cudnn_benchmark():
+            tuned = _series(ctx, eager, f"cudnn.benchmark, batch {batch}").median_ms / batch
+        ctx.results[f"options/benchmark/b{batch}"] = ratio_result(
+            baseline, tuned, None, "baseline: eager on tensors, cudnn.benchmark off (torch's default)",
+            " eager")
+
+
+def _through_engine(net: CodeFormer, crops: list, fast: bool) -> list:
+    """The pipeline's network stage: uint8 crops in one batch, encoded and decoded at FIDELITY, uint8 crops out."""
+    encoded = encode_faces(net, crops, adain=True, fast=fast, batch=len(crops))
+    return decode_faces(net, encoded, fidelity=FIDELITY, fast=fast, batch=len(crops))
+
+
+def _on_tensors(net: CodeFormer, x: torch.Tensor, precision: str) -> torch.Tensor:
+    return net.decode(net.encode(x, precision=precision), FIDELITY, precision=precision)
+
+
+def _graph_result(ctx: Context, net: CodeFormer, x: torch.Tensor, precision: str, baseline: float) -> Result:
+    """One capture of encode + decode at this batch, timed in replays of `x`; then a replay of other faces (`x`
+    mirrored) checked against eager on them, which a replay that ignored its input would fail."""
+    static_input = x.clone()
+    forward = partial(_on_tensors, net, static_input, precision)
+
+    side = torch.cuda.Stream(ctx.device)
+    side.wait_stream(torch.cuda.current_stream(ctx.device))
+    with torch.cuda.stream(side):  # capture's rule: warm up on a side stream first
+        for _ in range(2):
+            forward()
+    torch.cuda.current_stream(ctx.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_output = forward()
+
+    def replay() -> None:
+        static_input.copy_(x)
+        graph.replay()
+
+    replayed = _series(ctx, replay, "CUDA graph replay").median_ms / x.shape[0]
+    mirrored = x.flip(3)
+    expected = _on_tensors(net, mirrored, precision)
+    static_input.copy_(mirrored)
+    graph.replay()
+    gap = float((static_output - expected).abs().max() / expected.abs().max())
+    result = ratio_result(baseline, replayed, None,
+                          f"baseline: eager on tensors; a replay on other faces vs eager on them: {gap:.1e} x "
+                          "max\\|out\\|", " eager")
+    return replace(result, verdict="info" if gap <= GRAPH_OUTPUT_BOUND else "FAIL")
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark() -> Iterator[None]:
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def run_compile(ctx: Context) -> None:
+    if not ctx.on_gpu:
+        raise NotApplicable("CUDA only (Inductor on a CPU compiles for minutes)")
+    timeout = min(COMPILE_TIMEOUT_S, ctx.deadline.left() - 20)
+    ctx.deadline.require(90, "torch.compile")
+    out = ctx.work_dir / "compiled.json"
+    command = [sys.executable, "-m", "bench.gpu_check.compiled", "--batch", str(ctx.scale.compile_batch),
+               "--warmup", str(ctx.scale.warmup), "--repeats", str(ctx.scale.repeats), "--out", str(out)]
+    try:
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        ctx.results["options/compile"] = Result(verdict="out of time",
+                                                notes=f"compiling did not finish within {timeout:.0f} s")
+        return
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        ctx.results["options/compile"] = Result(verdict="error", notes=f"exit {done.returncode}: {last}")
+        ctx.numbers["compile"] = {"stderr_tail": done.stderr[-4000:]}
+        return
+    numbers = json.loads(out.read_text())
+    ctx.numbers["compile"] = numbers
+    batch = ctx.scale.compile_batch
+    ctx.results["options/compile"] = ratio_result(
+        numbers["eager_ms"] / batch, numbers["compiled_ms"] / batch, None,
+        f"baseline: eager on tensors in the same child; first call (compiling) {numbers['compile_s']:.0f} s; "
+        f"output vs eager {numbers['gap']:.1e} x max\\|out\\|", " eager")
+
+
+def _series(ctx: Context, work: Callable[[], object], what: str) -> Series:
+    return series(work, ctx.device, warmup=ctx.scale.warmup, repeats=ctx.scale.repeats, deadline=ctx.deadline,
+                  what=what)

@@ -1,0 +1,82 @@
+"""Issue 15's GPU check (bench/gpu_check.sh) runs end to end here with --dry-run: on the CPU, at tiny sizes, through
+the same code as on a GPU machine, so a mistake in it shows here rather than in a lent machine's 15 minutes."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.gpu_check.plan import DRY_RUN, FULL
+from bench.gpu_check.report import planned_rows
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CUDA_ONLY = ("speed options", "torch.compile")
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("gpu-check-out")
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out)}
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=400)
+    return done, out
+
+
+@pytest.fixture(scope="module")
+def summary(dry_run: tuple[subprocess.CompletedProcess, Path]) -> dict[str, Any]:
+    done, out = dry_run
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    return json.loads((out / "gpu_check.json").read_text())
+
+
+def test_dry_run_writes_the_table_the_numbers_and_its_log_under_out(
+    dry_run: tuple[subprocess.CompletedProcess, Path], summary: dict[str, Any]
+) -> None:
+    _, out = dry_run
+    assert sorted(path.name for path in out.iterdir()) == ["gpu_check.json", "gpu_check.log", "results-dry-run.md"]
+    assert summary["scale"] == "dry run"
+    assert "weights: ok" in (out / "gpu_check.log").read_text()
+
+
+def test_every_section_runs_or_says_why_not(summary: dict[str, Any]) -> None:
+    outcomes = {name: outcome["status"] for name, outcome in summary["outcomes"].items()}
+    reference = "ok" if importlib.util.find_spec("spandrel_extra_arches") else "skipped"
+    assert outcomes == {"weights": "ok", "golden": "ok", "reference": reference, "latency": "ok",
+                        "whole photo": "ok", "speed options": "skipped", "torch.compile": "skipped"}
+    assert all(summary["outcomes"][name]["message"].startswith("CUDA only") for name in CUDA_ONLY)
+    if reference == "skipped":
+        assert "spandrel_extra_arches" in summary["outcomes"]["reference"]["message"]
+
+
+def test_golden_residency_and_timing_rows_are_filled(summary: dict[str, Any]) -> None:
+    results = summary["results"]
+    for task in DRY_RUN.fidelities:
+        assert results[f"golden/{task}"]["verdict"] == "pass"
+        assert "of code indices changed" in results[f"drift/{task}"]["notes"]
+    assert results["golden/restore/channels_last"]["verdict"] == "pass"
+    assert results["photo/resident"]["verdict"] == "pass"
+    assert "empty_cache calls during 2 requests: 0" in results["photo/resident"]["notes"]
+    for key in ("latency/float32/b2", "latency/fast/b2", "photo/fast/first", "photo/fast/fidelity"):
+        assert results[key]["ours"].endswith(" ms") and float(results[key]["ours"].split()[0]) > 0
+    assert "paste masks" in results["photo/fast/fidelity"]["notes"]  # the new fidelity reused the first run's work
+
+
+def test_table_has_a_line_for_every_planned_row(dry_run: tuple[subprocess.CompletedProcess, Path],
+                                                summary: dict[str, Any]) -> None:
+    _, out = dry_run
+    fast = summary["numbers"]["fast_precision"]
+    rows = planned_rows(DRY_RUN.fidelities, DRY_RUN.batches, DRY_RUN.compile_batch, DRY_RUN.photo_modes, fast)
+    lines = [line for line in (out / "results-dry-run.md").read_text().splitlines() if line.startswith("| ")][1:]
+    assert [line.split(" | ")[0][2:] for line in lines] == [row.measurement for row in rows]
+
+
+def test_committed_cuda_table_has_a_line_for_every_row_of_a_full_run() -> None:
+    table = (REPO_ROOT / "bench" / "results-cuda.md").read_text()
+    rows = planned_rows(FULL.fidelities, FULL.batches, FULL.compile_batch, FULL.photo_modes, "fp16")
+    assert [row.measurement for row in rows if f"| {row.measurement} |" not in table] == []
+
