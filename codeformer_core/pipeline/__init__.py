@@ -3,6 +3,6 @@
 `faces/` and `network/`."""
 
 from .clock import Progress
-from .pipeline import DEFAULT_MAX_FACES, Pipeline
+from .pipeline import DEFAULT_MAX_FACES, SWEEP_FIDELITIES, Pipeline
 
-__all__ = ["DEFAULT_MAX_FACES", "Pipeline", "Progress"]
+__all__ = ["DEFAULT_MAX_FACES", "SWEEP_FIDELITIES", "Pipeline", "Progress"]
