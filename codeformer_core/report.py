@@ -101,7 +101,6 @@ class FidelitySweep:
     reused: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        seconds = sum(self.timings.values())
+        """One short line: the face, the w's and the time."""
         ws = ", ".join(f"{w:g}" for w in self.fidelities)
-        line = f"Face {self.face_index} at w = {ws} in {seconds:.1f} s."
-        return line + (" Reused: " + ", ".join(self.reused) + "." if self.reused else "")
+        return f"Face {self.face_index} at w = {ws} in {sum(self.timings.values()):.1f} s."
