@@ -11,15 +11,16 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from codeformer_core import cli
 from codeformer_core.errors import InvalidOptionError
 from codeformer_core.faces.alignment import estimate_alignment, inverse_affine
 from codeformer_core.images import read_image
-from codeformer_core.network import CodeFormer
+from codeformer_core.network import CodeFormer, EncodedFaces
 from codeformer_core.options import RestoreOptions, parse_face_fidelities, parse_face_indices
 from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline
-from codeformer_core.pipeline.cache import FinishedFaces
+from codeformer_core.pipeline.cache import FinishedFaces, PreparedFaces
 from codeformer_core.weights import WeightStore
 
 from .conftest import SAMPLES
@@ -236,3 +237,19 @@ def test_finished_faces_keep_the_last_render_and_drop_the_oldest_beyond_their_bu
     assert len(kept) == 2
     assert kept.get((0, 0.25, 1)) is None and kept.get((0, 0.5, 1)) is None
     assert kept.get((0, 0.0, 1)) is not None and kept.get((0, 0.75, 1)) is not None
+
+
+def test_a_subset_of_faces_is_taken_from_the_batches_they_were_encoded_in():
+    def encoded(codes: list[int]) -> EncodedFaces:  # tiny stand-ins: one code per face tells them apart
+        idx = torch.tensor(codes).repeat_interleave(4).reshape(len(codes), 4)
+        return EncodedFaces(quant_feat=idx.float(), skips={64: idx.float()}, logits=idx.float(), idx=idx,
+                            lq_feat=idx.float())  # fmt: skip
+
+    batches = [((0, 2, 3), encoded([0, 2, 3])), ((1,), encoded([1]))]  # as a GPU encodes: several faces a pass
+    prepared = PreparedFaces(detected=[], affines=[], crops=[], face_holes=None, encoded=batches)
+
+    order, parts = prepared.encoded_faces([3, 1, 2])
+
+    assert order == [2, 3, 1]
+    assert [part.idx[:, 0].tolist() for part in parts] == [[2, 3], [1]]
+    assert parts[1] is prepared.encoded[1][1], "a batch wanted whole is passed on as it is"
