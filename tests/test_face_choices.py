@@ -21,6 +21,7 @@ from codeformer_core.network import CodeFormer, EncodedFaces
 from codeformer_core.options import RestoreOptions, parse_face_fidelities, parse_face_indices
 from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline
 from codeformer_core.pipeline.cache import FinishedFaces, PreparedFaces
+from codeformer_core.video import restore_video
 from codeformer_core.weights import WeightStore
 
 from .conftest import SAMPLES
@@ -191,6 +192,13 @@ def test_a_face_left_out_of_an_aligned_input_returns_the_input(tmp_path):
     result = pipeline.run(face, RestoreOptions(aligned=True, skip_faces=[0]))
 
     assert np.array_equal(result.image, face.bgr) and result.report.faces_restored == 0
+
+
+def test_a_video_refuses_face_choices_its_frames_could_not_keep(tmp_path):
+    pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
+
+    with pytest.raises(InvalidOptionError, match="^Face-by-face choices apply to photos"):
+        restore_video(tmp_path / "clip.mp4", tmp_path / "out.mp4", pipeline, RestoreOptions(skip_faces=(0,)))
 
 
 def test_face_choices_are_normalised_and_checked_where_they_are_made():
