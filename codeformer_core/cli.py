@@ -17,7 +17,15 @@ from .errors import CodeFormerError, InvalidOptionError
 from .faces.detection import DetectedFace, faces_from_report
 from .images import encode_png, read_image
 from .layouts import TASKS, Mask
-from .options import BACKGROUNDS, DETECTORS, MAX_UPSCALE, RestoreOptions
+from .options import (
+    BACKGROUNDS,
+    DETECTORS,
+    MAX_UPSCALE,
+    FaceFidelities,
+    RestoreOptions,
+    parse_face_fidelities,
+    parse_face_indices,
+)
 from .pipeline import Pipeline
 from .settings import Settings
 from .video import VIDEO_SUFFIXES, restore_video
@@ -41,6 +49,9 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     if task == "restore":
         parser.add_argument("-w", "--fidelity", type=float, default=0.5,
                             help="0 = best quality, 1 = closest to the input (default 0.5)")
+        parser.add_argument("--face-fidelity", action="append", default=[], metavar="FACE=W",
+                            help="give one face its own w, e.g. 1=0.8 (repeat, or 1=0.8,2=0.3); faces are numbered"
+                            " as the --json report lists them, from 0; photos only")
     if task == "inpaint":
         parser.add_argument("--mask", type=Path,
                             help="mask image (white = hole); without it, pure-white pixels of the input are the holes")
@@ -59,12 +70,18 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
+    parser.add_argument("--faces", metavar="0,1,3",
+                        help="restore only these faces (numbered as the --json report lists them, from 0); the"
+                        " others keep their original pixels; photos only")
     parser.add_argument("--faces-from", type=Path, metavar="REPORT",
                         help="use the faces listed in an earlier --json report (or one in its format) instead of"
                         " detecting them; photos only")
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
+    own_fidelities: FaceFidelities = tuple(
+        pair for text in getattr(args, "face_fidelity", []) for pair in parse_face_fidelities(text, "--face-fidelity")
+    )
     return RestoreOptions(
         task=args.command,
         fidelity=getattr(args, "fidelity", 0.5),
@@ -77,6 +94,8 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         draw_boxes=args.draw_box,
         parse_paste=not args.no_parse,
         fast=args.fast,
+        only_faces=None if args.faces is None else parse_face_indices(args.faces, "--faces"),
+        face_fidelities=own_fidelities,
     )
 
 

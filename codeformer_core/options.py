@@ -1,8 +1,8 @@
 """Per-call options, validated once where they are made, and the checks every entry point shares."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 from typing import Literal
 
 from .errors import InvalidOptionError
@@ -13,6 +13,9 @@ DETECTORS: tuple[Detector, ...] = ("retinaface_resnet50", "retinaface_mobile0.25
 Background = Literal["none", "realesrgan"]
 BACKGROUNDS: tuple[Background, ...] = ("none", "realesrgan")
 MAX_UPSCALE = 4
+
+FaceFidelities = tuple[tuple[int, float], ...]
+"""(face index, w) pairs, sorted by index: the hashable form of a per-face fidelity mapping."""
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
@@ -28,6 +31,43 @@ def check_fidelity(value: object, name: str = "fidelity") -> float:
     return float(value)
 
 
+def check_face_index(index: int, count: int) -> None:
+    """InvalidOptionError naming the index and the image's face count when face `index` does not exist."""
+    if not 0 <= index < count:
+        valid = {0: "it has none", 1: "its one face is face 0"}.get(count, f"valid indices are 0-{count - 1}")
+        raise InvalidOptionError(f"There is no face {index}: this image has {count} face(s); {valid}.")
+
+
+def parse_face_indices(text: str, name: str = "faces") -> tuple[int, ...]:
+    """"0, 1,3" -> (0, 1, 3); "" -> (). InvalidOptionError naming `name` and the bad item otherwise."""
+    return tuple(_face_index(item, name) for item in _items(text))
+
+
+def parse_face_fidelities(text: str, name: str = "face fidelities") -> FaceFidelities:
+    """"1=0.8, 3=0.2" -> ((1, 0.8), (3, 0.2)); "" -> (). InvalidOptionError naming `name` and the bad item."""
+    pairs = []
+    for item in _items(text):
+        index, equals, value = item.partition("=")
+        if not equals:
+            raise InvalidOptionError(f"{name}: expected FACE=W such as 1=0.8; got {item!r}")
+        try:
+            w = float(value)
+        except ValueError:
+            raise InvalidOptionError(f"{name}: the w in {item!r} is not a number") from None
+        pairs.append((_face_index(index, name), w))
+    return tuple(pairs)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _face_index(text: str, name: str) -> int:
+    if not text.strip().isdigit():
+        raise InvalidOptionError(f"{name}: a face is given by its index in the report (0, 1, ...); got {text!r}")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class RestoreOptions:
     """What to do with one image.
@@ -38,6 +78,13 @@ class RestoreOptions:
     aligned: the input is already a 512x512 face aligned to the FFHQ template; skip detection and paste-back.
     fast: reduced precision where the hardware has it (fp16 on CUDA, bf16 on CPUs with native bf16, float32
       elsewhere); close to, but not bit-equal with, float32.
+
+    Face by face, each face named by its index in the report's face list (stable for one image and detector):
+    only_faces: restore only these faces; the others keep their original pixels. None: every face.
+    skip_faces: faces that keep their original pixels (applied after only_faces).
+    face_fidelities: (index, w) pairs overriding `fidelity` for those faces; restore only. A mapping or pairs
+      are accepted and kept as pairs sorted by index, like the index lists, so equal choices compare equal.
+    An index the image does not have is refused when the image's faces are known (`face_fidelity_plan`).
     """
 
     task: Task = "restore"
@@ -51,6 +98,9 @@ class RestoreOptions:
     draw_boxes: bool = False
     parse_paste: bool = True
     fast: bool = False
+    only_faces: tuple[int, ...] | None = None
+    skip_faces: tuple[int, ...] = ()
+    face_fidelities: FaceFidelities = ()
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, TASKS)
@@ -59,6 +109,29 @@ class RestoreOptions:
             raise InvalidOptionError(f"upscale must be a whole number from 1 to {MAX_UPSCALE}; got {self.upscale!r}")
         check_choice("detector", self.detector, DETECTORS)
         check_choice("background", self.background, BACKGROUNDS)
+        if self.only_faces is not None:
+            object.__setattr__(self, "only_faces", _index_tuple(self.only_faces, "only_faces"))
+        object.__setattr__(self, "skip_faces", _index_tuple(self.skip_faces, "skip_faces"))
+        object.__setattr__(self, "face_fidelities", _fidelity_pairs(self.face_fidelities))
+        if self.face_fidelities and self.task != "restore":
+            raise InvalidOptionError(
+                f"Per-face fidelities apply to restore only: {self.task} always runs at w={self.effective_fidelity:g}."
+            )
+
+    @property
+    def chooses_faces(self) -> bool:
+        """Whether any face is left out or given its own w."""
+        return self.only_faces is not None or bool(self.skip_faces) or bool(self.face_fidelities)
+
+    def face_fidelity_plan(self, count: int) -> list[float | None]:
+        """For each of an image's `count` faces, the w it is restored at, or None where it keeps its original
+        pixels. InvalidOptionError when a choice names a face the image does not have."""
+        chosen = [*(self.only_faces or ()), *self.skip_faces, *(index for index, _ in self.face_fidelities)]
+        for index in chosen:
+            check_face_index(index, count)
+        own = dict(self.face_fidelities)
+        restored = set(range(count) if self.only_faces is None else self.only_faces) - set(self.skip_faces)
+        return [own.get(index, self.effective_fidelity) if index in restored else None for index in range(count)]
 
     @property
     def effective_fidelity(self) -> float:
@@ -69,3 +142,25 @@ class RestoreOptions:
     def adain(self) -> bool:
         """The inpainting model was trained without AdaIN; the other two with it."""
         return self.task != "inpaint"
+
+
+def _index_tuple(indices: object, name: str) -> tuple[int, ...]:
+    """Face indices as a sorted tuple without repeats; InvalidOptionError for anything but whole numbers >= 0."""
+    if isinstance(indices, str | bytes) or not isinstance(indices, Iterable):
+        raise InvalidOptionError(f"{name} must be a list of face indices; got {indices!r}")
+    values = list(indices)
+    if not all(isinstance(i, Integral) and not isinstance(i, bool) and i >= 0 for i in values):
+        raise InvalidOptionError(f"{name} must hold face indices (whole numbers from 0); got {values!r}")
+    return tuple(sorted({int(i) for i in values}))
+
+
+def _fidelity_pairs(fidelities: object) -> FaceFidelities:
+    """A mapping or (index, w) pairs as pairs sorted by index; one w per face, each in [0, 1]."""
+    pairs = list(fidelities.items()) if isinstance(fidelities, Mapping) else list(fidelities)  # type: ignore[arg-type]
+    if not all(isinstance(pair, Sequence) and len(pair) == 2 for pair in pairs):
+        raise InvalidOptionError(f"face_fidelities must map face indices to w; got {fidelities!r}")
+    indices = _index_tuple([index for index, _ in pairs], "face_fidelities")
+    if len(indices) != len(pairs):
+        raise InvalidOptionError(f"face_fidelities gives one face two values; got {fidelities!r}")
+    checked = {int(index): check_fidelity(w, f"the fidelity of face {index}") for index, w in pairs}
+    return tuple(sorted(checked.items()))

@@ -13,12 +13,17 @@ from .layouts import BGRImage, FaceCrop
 
 @dataclass
 class FaceReport:
-    """One detected face. box is x1, y1, x2, y2 and landmarks are five (x, y) points, in input-image pixels."""
+    """One detected face. box is x1, y1, x2, y2 and landmarks are five (x, y) points, in input-image pixels.
+
+    fidelity: the w the face was restored at; None (JSON null, with restored false) when it kept its original
+    pixels.
+    """
 
     box: list[float]
     landmarks: list[list[float]]
     score: float
     restored: bool = True
+    fidelity: float | None = None
 
 
 @dataclass
@@ -53,6 +58,11 @@ class Report:
             f"{self.task}: {self.faces_restored} of {len(self.faces)} face(s) processed in {self.total_seconds:.1f} s"
             f" ({self.input_size[0]}x{self.input_size[1]} -> {self.output_size[0]}x{self.output_size[1]})."
         ]
+        if any(not face.restored or face.fidelity != self.fidelity for face in self.faces):
+            lines.append("Face by face: " + "; ".join(
+                f"{index}: " + (f"w={face.fidelity:g}" if face.restored else "kept original")
+                for index, face in enumerate(self.faces)
+            ) + ".")
         if self.reused:
             lines.append("Reused from the previous run: " + ", ".join(self.reused) + ".")
         lines.extend(self.adjustments)
@@ -71,8 +81,26 @@ def face_report(box: np.ndarray, landmarks: np.ndarray, score: float) -> FaceRep
 @dataclass
 class RestoreResult:
     """image: the output, BGR uint8 (BGRA when the input had an alpha channel).
-    faces: the processed 512x512 faces (BGR uint8), in detection order."""
+    faces: one per detected face, in detection order, BGR uint8: the processed face (512x512, or larger after face
+      upsampling), or for a face left out its aligned crop from the input."""
 
     image: BGRImage
     faces: list[FaceCrop]
     report: Report
+
+
+@dataclass
+class FidelitySweep:
+    """One face restored at several w, side by side. faces[i] (BGR uint8, as `RestoreResult.faces` holds it) is
+    the face at fidelities[i]; timings and reused as in `Report`."""
+
+    face_index: int
+    fidelities: tuple[float, ...]
+    faces: list[FaceCrop]
+    timings: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One short line: the face, the w's and the time."""
+        ws = ", ".join(f"{w:g}" for w in self.fidelities)
+        return f"Face {self.face_index} at w = {ws} in {sum(self.timings.values()):.1f} s."

@@ -340,6 +340,8 @@ def _check_video_options(options: RestoreOptions, max_seconds: float | None, max
         raise InvalidOptionError("aligned applies to 512x512 face crops, not to videos; turn it off for a video.")
     if options.task == "inpaint":
         raise InvalidOptionError("inpaint needs a mask per picture; videos support the restore and colorize tasks.")
+    if options.chooses_faces:
+        raise InvalidOptionError("Face-by-face choices apply to photos: a video's faces are numbered anew per frame.")
     if max_seconds is not None and not max_seconds > 0:
         raise InvalidOptionError(f"max_seconds must be positive; got {max_seconds!r}")
     if max_frames is not None and not max_frames > 0:

@@ -1,19 +1,28 @@
 """The named endpoints /restore, /colorize and /inpaint for `gradio_client`.
 
 Their widgets are never shown: they only give the endpoints their parameter names and types. Images arrive as
-bytes so that `codeformer_core.images` is the only decoder that sees them.
+bytes so that `codeformer_core.images` is the only decoder that sees them. /restore's face choices come last, with
+defaults, so clients written before them keep working.
 """
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import gradio as gr
 
 from codeformer_core.layouts import Mask
-from codeformer_core.options import DETECTORS, MAX_UPSCALE, RestoreOptions
+from codeformer_core.options import (
+    DETECTORS,
+    MAX_UPSCALE,
+    RestoreOptions,
+    parse_face_fidelities,
+    parse_face_indices,
+)
 from codeformer_core.pipeline import ImageRestorer
+from codeformer_core.report import Report
 
 from .outputs import RequestFiles
-from .running import OptionValues, make_options, read_mask_upload, read_upload, run_and_write
+from .running import OptionValues, make_options, read_mask_upload, read_upload, run_and_write, user_errors
 from .widgets import PIPELINE_GROUP
 
 NO_IMAGE = "No image was sent: pass the photo as handle_file(path)."
@@ -39,11 +48,13 @@ def build_api_endpoints(pipeline: ImageRestorer) -> None:
         face_upsample = gr.Checkbox(False, label="face_upsample")
         detector = gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="detector")
         only_center_face = gr.Checkbox(False, label="only_center_face")
+        face_fidelities = gr.Textbox("", label="face_fidelities")
+        skip_faces = gr.Textbox("", label="skip_faces")
         outputs = ApiResult(result=gr.Image(type="filepath", format="png", label="result"),
                             report=gr.Textbox(label="report"))
     settings = [upscale, aligned, background_enhance, face_upsample, detector, only_center_face]
     endpoints = [
-        ("restore", api.restore, [image, fidelity, *settings]),
+        ("restore", api.restore, [image, fidelity, *settings, face_fidelities, skip_faces]),
         ("colorize", api.colorize, [image, *settings]),
         ("inpaint", api.inpaint, [image, *settings, mask]),
     ]
@@ -68,11 +79,22 @@ class ApiHandlers:
         face_upsample: bool,
         detector: str,
         only_center_face: bool,
+        face_fidelities: str = "",
+        skip_faces: str = "",
         progress: gr.Progress = gr.Progress(),
     ) -> ApiResult:
-        """/restore -> (restored PNG, report)."""
+        """/restore -> (restored PNG, report). Faces are numbered from 0 in the order the report lists them (stable
+        for one image and detector). face_fidelities: faces with their own w, e.g. "1=0.8, 2=0.3"; skip_faces:
+        faces that keep their original pixels, e.g. "0, 3"."""
         values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
-        return self._run(image, None, make_options("restore", fidelity, values), progress)
+        options = make_options("restore", fidelity, values)
+        with user_errors():
+            options = dataclasses.replace(
+                options,
+                face_fidelities=parse_face_fidelities(face_fidelities or "", "face_fidelities"),
+                skip_faces=parse_face_indices(skip_faces or "", "skip_faces"),
+            )
+        return self._run(image, None, options, progress)
 
     def colorize(
         self,
@@ -111,4 +133,12 @@ class ApiHandlers:
         if data is None:
             raise gr.Error(NO_IMAGE)
         result, files = run_and_write(self.pipeline, self.files, read_upload(data), mask, options, progress)
-        return ApiResult(result=str(files.download), report=result.report.summary())
+        return ApiResult(result=str(files.download), report=result.report.summary() + _face_list(result.report))
+
+
+def _face_list(report: Report) -> str:
+    """Where each face is, by the index the face choices take (the page shows the faces; a client needs this)."""
+    if not report.faces:
+        return ""
+    boxes = "; ".join(f"{index}: {', '.join(f'{v:g}' for v in face.box)}" for index, face in enumerate(report.faces))
+    return f"\nFaces by index (box x1, y1, x2, y2 in input pixels): {boxes}."

@@ -1,6 +1,8 @@
 """The Batch tab: several photos with the same options, each result in a gallery and all of them in one zip.
 
-A file that cannot be processed is listed with its error in the status box; the others still finish.
+A file that cannot be processed is listed with its error in the status box; the others still finish. There are no
+face-by-face controls here: the tab shows results, not each photo's faces, and the pipeline keeps only the last few
+photos' work, so a choice in an early photo would redo it from scratch; the Photo tab and the CLI have them.
 """
 
 from pathlib import Path

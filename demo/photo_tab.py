@@ -1,7 +1,7 @@
 """The Photo tab: one photo, a task, the fidelity slider, and the result beside the input.
 
 Moving the slider after a run re-renders the last photo from what the pipeline kept of it, so only the decoder and
-the paste-back run again.
+the paste-back run again; the face-by-face panel (`face_panel.py`) re-renders the same way, face by face.
 """
 
 import dataclasses
@@ -13,15 +13,25 @@ import gradio as gr
 from codeformer_core.images import LoadedImage
 from codeformer_core.layouts import Mask
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import ImageRestorer
+from codeformer_core.pipeline import SWEEP_FIDELITIES, ImageRestorer
 
 from .examples import bundled_examples
+from .face_panel import (
+    FacePanel,
+    build_face_panel,
+    face_captions,
+    face_fidelity_update,
+    panel_updates,
+    sweep_gallery,
+    with_own_fidelity,
+)
 from .outputs import RequestFiles
 from .running import (
     NO_PHOTO,
     OptionValues,
     editor_image_and_mask,
     make_options,
+    progress_callback,
     read_upload,
     run_and_write,
     user_errors,
@@ -33,11 +43,12 @@ TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize"), ("Inpaint", "i
 
 @dataclass(frozen=True)
 class LastRun:
-    """What the page ran last, kept per browser session so a fidelity change can re-render it."""
+    """What the page ran last, kept per browser session so a fidelity or face change can re-render it."""
 
     image: LoadedImage
     mask: Mask | None
     options: RestoreOptions
+    face_count: int
 
 
 class PhotoResult(NamedTuple):
@@ -49,6 +60,12 @@ class PhotoResult(NamedTuple):
     report: Any  # the report's summary
     download: Any  # the full-size PNG
     last_run: Any  # LastRun, for the slider's re-render
+    panel: Any  # the face-by-face panel and the fields below: see face_panel.FacePanel
+    faces_to_restore: Any
+    face_to_adjust: Any
+    fidelity_controls: Any
+    face_fidelity: Any
+    sweep: Any
 
 
 def build_photo_tab(pipeline: ImageRestorer) -> None:
@@ -73,15 +90,17 @@ def build_photo_tab(pipeline: ImageRestorer) -> None:
                     upscale, aligned = options[:2]
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():
-                outputs = PhotoResult(
+                shown = dict(
                     before_after=gr.ImageSlider(type="filepath", format="png", label="Before / after",
                                                 interactive=False, elem_id="before-after"),
                     report=gr.Textbox(label="Report", lines=4, interactive=False, elem_id="report"),
                     download=gr.File(label="Download the result (PNG)", interactive=False, elem_id="download"),
                     faces=gr.Gallery(label="Processed faces", format="png", columns=4, fit_columns=False,
-                                     object_fit="contain", interactive=False, elem_id="faces"),
+                                     height=200, object_fit="contain", interactive=False, elem_id="faces"),
                     last_run=gr.State(None, time_to_live=3600),
                 )
+                face_panel, compare = build_face_panel()
+                outputs = PhotoResult(**shown, **face_panel._asdict())
         photo_path = gr.State(None)  # the uploaded file, undecoded: see _follow_task_and_photo
 
         examples = bundled_examples()
@@ -101,9 +120,28 @@ def build_photo_tab(pipeline: ImageRestorer) -> None:
         api_visibility="private", concurrency_id=PIPELINE_GROUP,
     )
     fidelity.release(
-        page.change_fidelity, inputs=[fidelity, outputs.last_run], outputs=list(outputs),
+        page.change_fidelity, inputs=[fidelity, outputs.face_to_adjust, outputs.last_run], outputs=list(outputs),
         api_visibility="private", concurrency_id=PIPELINE_GROUP, show_progress_on=[outputs.before_after],
     )
+    _wire_face_panel(page, outputs, face_panel, compare)
+
+
+def _wire_face_panel(page: "PhotoPage", outputs: PhotoResult, panel: FacePanel, compare: gr.Button) -> None:
+    """Re-renders run in the pipeline's concurrency group; picking a face only updates the panel."""
+    rerender = dict(
+        outputs=list(outputs), api_visibility="private", concurrency_id=PIPELINE_GROUP,
+        show_progress_on=[outputs.before_after],
+    )  # fmt: skip
+    chosen, last_run = panel.face_to_adjust, outputs.last_run
+    panel.faces_to_restore.input(page.choose_faces, inputs=[panel.faces_to_restore, chosen, last_run], **rerender)
+    panel.face_fidelity.release(page.change_face_fidelity, inputs=[panel.face_fidelity, chosen, last_run], **rerender)
+    panel.sweep.select(page.pick_swept, inputs=[chosen, last_run], **rerender)
+    picked = [panel.face_to_adjust, panel.face_fidelity, panel.sweep]
+    outputs.faces.select(page.pick_face, inputs=[last_run], outputs=picked, api_visibility="private", queue=False)
+    panel.face_to_adjust.input(page.show_face, inputs=[chosen, last_run], outputs=picked[1:],
+                               api_visibility="private", queue=False)  # fmt: skip
+    compare.click(page.compare, inputs=[chosen, last_run], outputs=[panel.sweep], api_visibility="private",
+                  concurrency_id=PIPELINE_GROUP)  # fmt: skip
 
 
 class PhotoPage:
@@ -139,29 +177,105 @@ class PhotoPage:
         return self._run(image, mask, options, progress)
 
     def change_fidelity(
-        self, fidelity: float, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
+        self, fidelity: float, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
     ) -> PhotoResult:
-        """The fidelity slider moved: re-render the last restore at the new w. The pipeline keeps that image's
-        detections and encoding, so only the decoder and the paste-back run again (the report says so)."""
-        if last_run is None or last_run.options.task != "restore" or last_run.options.fidelity == fidelity:
-            return PhotoResult(*(gr.skip(),) * len(PhotoResult._fields))
+        """The fidelity slider moved: re-render the last restore at the new w (faces with a w of their own keep
+        it). The pipeline keeps that image's detections and encoding, so only the decoder and the paste-back run
+        again (the report says so)."""
+        if last_run is None or last_run.options.task != "restore":
+            return _nothing_to_do()
+        return self._rerender(last_run, chosen, progress, fidelity=fidelity)
+
+    def choose_faces(
+        self, restored: list[int], chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
+    ) -> PhotoResult:
+        """A face ticked or unticked: the faces are all decoded already, so only the paste-back runs again."""
+        if last_run is None:
+            return _nothing_to_do()
+        skipped = tuple(index for index in range(last_run.face_count) if index not in restored)
+        return self._rerender(last_run, chosen, progress, only_faces=None, skip_faces=skipped)
+
+    def change_face_fidelity(
+        self, w: float, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
+    ) -> PhotoResult:
+        """The chosen face's own slider moved: that face alone is decoded again."""
+        return self._give_face_fidelity(last_run, chosen, w, progress)
+
+    def pick_swept(
+        self, chosen: int | None, last_run: LastRun | None, picked: gr.SelectData, progress: gr.Progress = gr.Progress()
+    ) -> PhotoResult:
+        """A face in the comparison clicked: the chosen face takes that w (decoded already, by the comparison)."""
+        return self._give_face_fidelity(last_run, chosen, SWEEP_FIDELITIES[picked.index], progress)
+
+    def pick_face(self, last_run: LastRun | None, picked: gr.SelectData) -> tuple[Any, Any, Any]:
+        """A face clicked in the gallery: it becomes the face to adjust (its radio, its slider; no comparison yet)."""
+        if last_run is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        return picked.index, *self.show_face(picked.index, last_run)
+
+    def show_face(self, chosen: int | None, last_run: LastRun | None) -> tuple[Any, Any]:
+        """The slider of the face to adjust, and an empty comparison (the one shown was another face's)."""
+        if last_run is None or chosen is None:
+            return gr.skip(), gr.skip()
+        return face_fidelity_update(last_run.options, int(chosen)), None
+
+    def compare(self, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()) -> Any:
+        """The chosen face at each w of SWEEP_FIDELITIES, side by side; the photo is encoded already."""
+        if last_run is None or chosen is None:
+            return gr.skip()
         with user_errors():
-            options = dataclasses.replace(last_run.options, fidelity=fidelity)
-        return self._run(last_run.image, last_run.mask, options, progress)
+            sweep = self.pipeline.fidelity_sweep(
+                last_run.image, last_run.options, int(chosen), progress=progress_callback(progress)
+            )
+            return sweep_gallery(sweep, self.files.new_request())
+
+    def _give_face_fidelity(
+        self, last_run: LastRun | None, chosen: int | None, w: float, progress: gr.Progress
+    ) -> PhotoResult:
+        """Face `chosen` at its own w; a face left out is put back, since a w was asked for it."""
+        if last_run is None or chosen is None:
+            return _nothing_to_do()
+        face, options = int(chosen), last_run.options
+        skipped = tuple(index for index in options.skip_faces if index != face)
+        own = with_own_fidelity(options, face, w)
+        return self._rerender(last_run, face, progress, face_fidelities=own, skip_faces=skipped)
+
+    def _rerender(
+        self, last_run: LastRun, chosen: int | None, progress: gr.Progress, **changes: Any
+    ) -> PhotoResult:
+        """The last photo again with `changes` to its options; nothing when they change nothing."""
+        with user_errors():
+            options = dataclasses.replace(last_run.options, **changes)
+        if options == last_run.options:
+            return _nothing_to_do()
+        return self._run(last_run.image, last_run.mask, options, progress, chosen=int(chosen or 0), new_photo=False)
 
     def _run(
-        self, image: LoadedImage, mask: Mask | None, options: RestoreOptions, progress: gr.Progress
+        self,
+        image: LoadedImage,
+        mask: Mask | None,
+        options: RestoreOptions,
+        progress: gr.Progress,
+        *,
+        chosen: int = 0,
+        new_photo: bool = True,
     ) -> PhotoResult:
         result, files = run_and_write(self.pipeline, self.files, image, mask, options, progress)
         for notice in result.report.notices:
             gr.Warning(notice)
         return PhotoResult(
             before_after=(str(files.before), str(files.after)),
-            faces=[(str(path), f"Face {index + 1}") for index, path in enumerate(files.faces)],
+            faces=list(zip(map(str, files.faces), face_captions(result.report), strict=True)),
             report=result.report.summary(),
             download=str(files.download),
-            last_run=LastRun(image, mask, options),
+            last_run=LastRun(image, mask, options, len(result.report.faces)),
+            **panel_updates(options, result.report, chosen),
+            sweep=None if new_photo else gr.skip(),
         )
+
+
+def _nothing_to_do() -> PhotoResult:
+    return PhotoResult(*(gr.skip(),) * len(PhotoResult._fields))
 
 
 def _follow_task_and_photo(task: str, photo: dict | None) -> tuple[dict, dict, dict, str | None]:

@@ -26,8 +26,8 @@ from codeformer_core.faces.detection import DetectedFace
 from codeformer_core.images import LoadedImage
 from codeformer_core.layouts import FACE_SIZE, Mask
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline, Progress
-from codeformer_core.report import RestoreResult
+from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline, Progress
+from codeformer_core.report import FidelitySweep, RestoreResult
 
 SETUP_SECONDS = 10.0
 """Attaching a GPU to the call and moving the preloaded models (~1.4 GB) onto it."""
@@ -64,6 +64,19 @@ def run_seconds(
     return _seconds(SETUP_SECONDS + _work_seconds(image.size, options, face_count))
 
 
+def sweep_seconds(
+    image: LoadedImage,
+    options: RestoreOptions,
+    face_index: int,
+    fidelities: Sequence[float],
+    faces: Sequence[DetectedFace] | None = None,
+) -> int:
+    """The GPU seconds for a fidelity sweep: a whole run's worth (the call may start from nothing kept), plus one
+    decode per further w."""
+    decodes = math.ceil(len(fidelities) * SECONDS_PER_FACE)
+    return min(MAX_CALL_SECONDS, run_seconds(image, options, None, faces) + decodes)
+
+
 def run_many_seconds(images: Sequence[LoadedImage], options: RestoreOptions) -> int:
     """The GPU seconds for `Pipeline.run_many` (a video's frames): one set-up, every frame's work."""
     return _seconds(SETUP_SECONDS + sum(_work_seconds(image.size, options, FACES_PER_VIDEO_FRAME) for image in images))
@@ -80,6 +93,7 @@ class ZeroGpuRestorer:
         self.weights = pipeline.weights
         self._run_on_gpu = gpu(duration=run_seconds)(self._run)
         self._run_many_on_gpu = gpu(duration=run_many_seconds)(self._run_many)
+        self._sweep_on_gpu = gpu(duration=sweep_seconds)(self._sweep)
 
     def run(
         self,
@@ -96,6 +110,20 @@ class ZeroGpuRestorer:
 
     def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
         return _raised(self._run_many_on_gpu(list(images), options))
+
+    def fidelity_sweep(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        face_index: int = 0,
+        fidelities: Sequence[float] = SWEEP_FIDELITIES,
+        *,
+        faces: Sequence[DetectedFace] | None = None,
+        progress: Progress | None = None,
+    ) -> FidelitySweep:
+        """`Pipeline.fidelity_sweep` in one GPU call (without `progress`, as `run`)."""
+        given = None if faces is None else list(faces)
+        return _raised(self._sweep_on_gpu(image, options, face_index, tuple(fidelities), given))
 
     def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int:
         """As many frames as fit in MAX_CALL_SECONDS and MAX_FRAME_BYTES_PER_CALL."""
@@ -118,6 +146,19 @@ class ZeroGpuRestorer:
     def _run_many(self, images: list[LoadedImage], options: RestoreOptions) -> list[RestoreResult] | CodeFormerError:
         try:
             return self.pipeline.run_many(images, options)
+        except CodeFormerError as error:
+            return error
+
+    def _sweep(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        face_index: int,
+        fidelities: tuple[float, ...],
+        faces: list[DetectedFace] | None,
+    ) -> FidelitySweep | CodeFormerError:
+        try:
+            return self.pipeline.fidelity_sweep(image, options, face_index, fidelities, faces=faces)
         except CodeFormerError as error:
             return error
 

@@ -1,12 +1,13 @@
 """The app served on 127.0.0.1 the way `app.py` serves it, for the API and browser tests.
 
 CodeFormer weights are golden-filled checkpoints in the published format (tests/golden.py), fetched on first use
-from the fake Hugging Face Hub (tests/fake_hub.py), so the tests go through the real download path. The photos
-are aligned faces from the shared samples, which need no detector or parser: only the CodeFormer file.
+from the fake Hugging Face Hub (tests/fake_hub.py), so the tests go through the real download path. Most photos
+are aligned faces from the shared samples, which need no detector or parser: only the CodeFormer file; a whole
+photo needs the parser as well (random stand-in weights) and is found with dlib, which needs no file.
 """
 
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -30,8 +31,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(checkpoint: Callable[[Task], Path], tasks: Sequence[Task], work_dir: Path) -> Iterator[str]:
-    """Serve the app on a free 127.0.0.1 port with the CodeFormer files of `tasks` on a fake Hub; yields its URL.
+def running_app(
+    checkpoint: Callable[[Task], Path],
+    tasks: Sequence[Task],
+    work_dir: Path,
+    other_files: Mapping[str, Path] | None = None,
+) -> Iterator[str]:
+    """Serve the app on a free 127.0.0.1 port with the CodeFormer files of `tasks` (and `other_files`, official
+    name -> stand-in file) on a fake Hub; yields its URL.
 
     The weights directory starts empty, so the page shows the missing-files banner and the first run of each
     task downloads its file. The official registry's sizes and digests are dropped: they describe the published
@@ -40,6 +47,8 @@ def running_app(checkpoint: Callable[[Task], Path], tasks: Sequence[Task], work_
     hub = FakeHub.start()
     for task in tasks:
         hub.files[f"weights/CodeFormer/{CODEFORMER_FILES[task]}"] = checkpoint(task)
+    for name, path in (other_files or {}).items():
+        hub.files[f"weights/facelib/{name}"] = path
     registry = {name: replace(entry, size=None, sha256=None) for name, entry in REGISTRY.items()}
     with pytest.MonkeyPatch.context() as env:
         use_hub(env, hub, work_dir / "hf-home")

@@ -53,6 +53,35 @@ def test_restore_returns_a_png_and_a_report(client):
     assert report.startswith("restore: 1 of 1 face(s) processed")
 
 
+def test_restore_takes_face_choices_and_reports_each_face(client):
+    at_point_seven, _ = client.predict(handle_file(FACE), fidelity=0.7, **aligned_settings(), api_name="/restore")
+
+    own, report = client.predict(
+        handle_file(FACE), fidelity=0.2, face_fidelities="0=0.7", **aligned_settings(), api_name="/restore"
+    )
+    assert np.array_equal(read_png(own), read_png(at_point_seven))
+    assert "Face by face: 0: w=0.7." in report and "decoded face 0" in report
+    assert "Faces by index (box x1, y1, x2, y2 in input pixels): 0: 0, 0, 512, 512." in report
+
+    kept, report = client.predict(handle_file(FACE), skip_faces="0", **aligned_settings(), api_name="/restore")
+    assert np.array_equal(read_png(kept), cv2.imread(str(FACE)))
+    assert report.startswith("restore: 0 of 1 face(s) processed") and "Face by face: 0: kept original." in report
+
+
+@pytest.mark.parametrize(
+    "choices, message",
+    [
+        ({"skip_faces": "0, one"}, "skip_faces: a face is given by its index in the report (0, 1, ...); got 'one'"),
+        ({"face_fidelities": "3=0.5"}, "There is no face 3: this image has 1 face(s); its one face is face 0."),
+    ],
+)
+def test_restore_refuses_bad_face_choices_in_one_line(client, choices, message):
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(FACE), **aligned_settings(), **choices, api_name="/restore")
+
+    assert str(caught.value) == message
+
+
 def test_colorize_returns_a_colour_face(client):
     path, report = client.predict(handle_file(GRAY_FACE), **aligned_settings(), api_name="/colorize")
 

@@ -1,11 +1,14 @@
 """The page in a real browser (Debian's chromium through Playwright): upload a photo, press Run, see before/after;
-move the fidelity slider and see the result re-rendered from the kept encoding.
+move the fidelity slider and see the result re-rendered from the kept encoding; leave a face out, put it back, and
+give it a w picked from the side-by-side comparison.
 
-The screenshot is kept as test-artifacts/browser.png (git-ignored) for a person to look at.
+The screenshots are kept in test-artifacts/ (git-ignored) for a person to look at.
 """
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from .app_server import running_app
@@ -17,6 +20,7 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser.png"
+FACES_SCREENSHOT = SCREENSHOT.with_name("browser-faces.png")
 RUN_TIMEOUT_MS = 180_000  # download of the 370 MB checkpoint from the fake Hub plus a CPU forward
 
 # No skip when chromium is missing: .ci/run installs it, and a browser test that quietly skips proves nothing.
@@ -24,8 +28,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app_url(official_checkpoint, tmp_path_factory) -> str:
-    with running_app(official_checkpoint, ["restore"], tmp_path_factory.mktemp("app")) as url:
+def app_url(official_checkpoint, stand_in_weights, tmp_path_factory) -> str:
+    parser = {"parsing_parsenet.pth": stand_in_weights("parsing_parsenet.pth") / "parsing_parsenet.pth"}
+    with running_app(official_checkpoint, ["restore"], tmp_path_factory.mktemp("app"), parser) as url:
         yield url
 
 
@@ -74,3 +79,49 @@ def test_upload_run_and_see_before_and_after(app_url, page):
 
     assert "Reused from the previous run: the encoded face." in report.input_value()
     assert slider_images.nth(1).get_attribute("src") != first_result
+
+
+def shown_result(page) -> np.ndarray:
+    """The result half of the before/after slider, as the page received it."""
+    source = page.locator("#before-after img").nth(1).get_attribute("src")
+    return cv2.imdecode(np.frombuffer(page.request.get(source).body(), np.uint8), cv2.IMREAD_COLOR)
+
+
+def wait_for_report(page, text: str) -> str:
+    page.wait_for_function(
+        "text => document.querySelector('#report textarea').value.includes(text)", arg=text, timeout=RUN_TIMEOUT_MS
+    )
+    return page.locator("#report textarea").input_value()
+
+
+def test_leave_a_face_out_put_it_back_and_pick_its_w_side_by_side(app_url, page):
+    page.goto(app_url)
+    page.locator("#photo input[type=file]").set_input_files(SAMPLES / "whole" / "03.jpg")
+    page.locator("#photo img").first.wait_for()
+    page.locator("#detector input").click()
+    page.get_by_role("option", name="dlib").click()
+    page.locator("#run").click()
+    wait_for_report(page, "restore: 1 of 1 face(s) processed")
+    restored = shown_result(page)
+
+    face = page.locator("#faces-to-restore input[type=checkbox]")
+    assert face.count() == 1 and face.first.is_checked()
+    face.first.uncheck()
+    report = wait_for_report(page, "Face by face: 0: kept original.")
+    left_out = shown_result(page)
+    assert report.startswith("restore: 0 of 1 face(s)") and "face detection and alignment" in report
+    assert left_out.shape == restored.shape and np.any(left_out != restored)
+
+    face.first.check()
+    report = wait_for_report(page, "decoded face 0")
+    assert np.array_equal(shown_result(page), restored)  # back from the kept decode, exactly as before
+
+    page.locator("#compare").click()
+    page.wait_for_function("() => document.querySelectorAll('#sweep img').length == 5", timeout=RUN_TIMEOUT_MS)
+    assert page.locator("#sweep").get_by_text("w = 0.75").count() == 1
+    page.locator("#sweep img").nth(4).click()
+    report = wait_for_report(page, "Face by face: 0: w=1.")
+    page.screenshot(path=FACES_SCREENSHOT, full_page=True)
+    assert "decoded face 0" in report, "the comparison decoded it already"
+    assert page.locator("#face-fidelity input[type=number]").input_value() == "1"
+    assert np.any(shown_result(page) != restored)

@@ -3,6 +3,6 @@
 `faces/` and `network/`."""
 
 from .clock import Progress
-from .pipeline import DEFAULT_MAX_FACES, ImageRestorer, Pipeline
+from .pipeline import DEFAULT_MAX_FACES, SWEEP_FIDELITIES, ImageRestorer, Pipeline
 
-__all__ = ["DEFAULT_MAX_FACES", "ImageRestorer", "Pipeline", "Progress"]
+__all__ = ["DEFAULT_MAX_FACES", "SWEEP_FIDELITIES", "ImageRestorer", "Pipeline", "Progress"]

@@ -3,7 +3,8 @@
 One `Pipeline` per process. It loads each model once, on first use, and keeps it on its device. Everything a run
 computes that does not depend on the fidelity w (detections, aligned crops, the network's encode step, the paste
 masks, the upscaled background) is kept for the last few images, so moving the fidelity slider on the same image
-re-runs only the decoder and the paste-back.
+re-runs only the decoder and the paste-back. The faces as decoded at each w are kept too, so giving one face its
+own w decodes that face alone, and leaving a face out (or putting it back) re-runs only the paste-back.
 """
 
 import dataclasses
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..device import resolve_device
-from ..errors import DeviceError
+from ..errors import DeviceError, InvalidOptionError
 from ..faces.alignment import FFHQ_TEMPLATE_512, align_faces, estimate_alignment
 from ..faces.detection import DetectedFace, select_faces
 from ..faces.gray import gray_like_input, to_gray
@@ -29,8 +30,8 @@ from ..layouts import FACE_SIZE, BGRImage, FaceCrop, Mask
 from ..memory import on_own_thread
 from ..network import EncodedFaces
 from ..network.batches import batch_size_for, decode_faces, encode_faces
-from ..options import RestoreOptions
-from ..report import RestoreResult, face_report
+from ..options import RestoreOptions, check_face_index, check_fidelity
+from ..report import FidelitySweep, RestoreResult, face_report
 from ..settings import CpuKernels, Settings
 from ..weights.registry import files_needed
 from ..weights.store import WeightStore
@@ -44,6 +45,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_FACES = 40
 DEFAULT_CACHED_IMAGES = 4
+SWEEP_FIDELITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 class ImageRestorer(Protocol):
@@ -63,6 +65,17 @@ class ImageRestorer(Protocol):
     ) -> RestoreResult: ...
 
     def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]: ...
+
+    def fidelity_sweep(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        face_index: int = 0,
+        fidelities: Sequence[float] = SWEEP_FIDELITIES,
+        *,
+        faces: Sequence[DetectedFace] | None = None,
+        progress: Progress | None = None,
+    ) -> FidelitySweep: ...
 
     def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int: ...
 
@@ -147,30 +160,73 @@ class Pipeline:
         faces: faces in input-image pixels (as a report lists them), used instead of running the detector; the
           usual filters (tiny faces, the centre face, the face limit) still apply.
         progress: called with (fraction, message) as stages start.
+        The options' face choices (`only_faces`, `skip_faces`, `face_fidelities`) name faces by their index in the
+        report's face list; a face left out keeps its original pixels.
         """
-        if self.fast and not options.fast:
-            options = dataclasses.replace(options, fast=True)
-        state = RunState.begin(image, options, mask=mask, given=faces, progress=progress)
+        state = RunState.begin(image, self._deployed(options), mask=mask, given=faces, progress=progress)
         with self._run_lock, self._device_memory_errors():
             # 1. The working image: a large photo reduced, a small one enlarged, an aligned face at 512 px.
             state.fit_working_image()
-            # 2. The faces as the network takes them: found, aligned and encoded, or kept from an earlier run.
+            # 2. The faces as the network takes them: found and aligned, those to restore encoded; what an earlier
+            #    run of this image did is kept.
             prepared = self._prepared_faces(state)
-            # 3. The decoder at this run's fidelity, then what the official code does to its faces.
-            restored = self._restored_faces(state, prepared)
+            fidelities = self._face_fidelities(state, prepared)
+            self._encode(state, prepared, list(fidelities))
+            # 3. Each face to restore at its own fidelity: decoded (unless an earlier run decoded it at that w),
+            #    then what the official code does to its faces.
+            restored = dict(zip(fidelities, self._finished_faces(state, prepared, [*fidelities.items()]), strict=True))
             # 4. The faces back in the photo, upscaled; an aligned face is its own result.
-            output = restored[0] if state.options.aligned else self._pasted_back(state, prepared, restored)
-        return state.result(output, restored)
+            faces = [restored.get(index, crop) for index, crop in enumerate(prepared.crops)]
+            output = faces[0] if state.options.aligned else self._pasted_back(state, prepared, restored)
+        return state.result(output, faces)
+
+    def fidelity_sweep(
+        self,
+        image: LoadedImage,
+        options: RestoreOptions,
+        face_index: int = 0,
+        fidelities: Sequence[float] = SWEEP_FIDELITIES,
+        *,
+        faces: Sequence[DetectedFace] | None = None,
+        progress: Progress | None = None,
+    ) -> FidelitySweep:
+        """Face `face_index` (its index in the report's face list; 0 for an aligned input) restored at each w of
+        `fidelities`, from one encoding.
+
+        The image's faces are prepared as `run` prepares them, or taken from what a run of this image kept; then
+        only the decoder runs, once per w that face was not decoded at before. Each face equals `run`'s face at that
+        w, and a `run` that then picks one of them decodes nothing. Faces rather than whole photos: the photo
+        around the face is the same at every w, so five paste-backs would show five copies of it for nothing.
+        options: as for `run`, restore only; its fidelity and face choices are not read.
+        """
+        if options.task != "restore":
+            raise InvalidOptionError(
+                f"Only restore has a fidelity to compare; {options.task} runs at w={options.effective_fidelity:g}."
+            )
+        ws = tuple(check_fidelity(w, "a compared fidelity") for w in fidelities)
+        state = RunState.begin(image, self._deployed(options), mask=None, given=faces, progress=progress)
+        with self._run_lock, self._device_memory_errors():
+            state.fit_working_image()
+            prepared = self._prepared_faces(state)
+            check_face_index(face_index, len(prepared.detected))
+            self._encode(state, prepared, [face_index])
+            swept = self._finished_faces(state, prepared, [(face_index, w) for w in ws])
+        return FidelitySweep(face_index, ws, swept, state.clock.timings, state.report.reused)
+
+    def _deployed(self, options: RestoreOptions) -> RestoreOptions:
+        """The options as this deployment runs them: in reduced precision when it is `fast`."""
+        return dataclasses.replace(options, fast=True) if self.fast and not options.fast else options
 
     # ---------------------------------------------------------------- stage 2: faces found, aligned, encoded
 
     def _prepared_faces(self, state: RunState) -> PreparedFaces:
+        """The image's faces found and aligned (not yet encoded), or as an earlier run of this image left them."""
         options = state.options
         key = prepared_key(state.working.bgr, state.holes, options, state.given)
         prepared = self._prepared.get(key)
         if prepared is not None:
-            reused = "the encoded face" if options.aligned else "face detection, alignment and encoding"
-            state.report.reused.append(reused)
+            if not options.aligned:
+                state.report.reused.append("face detection and alignment")
         else:
             detected = [_whole_crop_face()] if options.aligned else self._detect(state)
             with state.clock.stage("align", "Aligning faces"):
@@ -179,7 +235,7 @@ class Pipeline:
                 face_holes = None
                 if state.holes is not None:
                     face_holes = [state.holes] if options.aligned else warp_mask_to_faces(state.holes, affines)
-            prepared = PreparedFaces(detected, affines, crops, face_holes, self._encode(state, crops, face_holes))
+            prepared = PreparedFaces(detected, affines, crops, face_holes)
             self._prepared.put(key, prepared)
         state.report.faces = [
             face_report(face.box / state.scale, face.landmarks / state.scale, face.score)
@@ -210,41 +266,79 @@ class Pipeline:
             )
         return detected
 
-    def _encode(
-        self, state: RunState, crops: list[FaceCrop], face_holes: list[Mask] | None
-    ) -> list[EncodedFaces]:
-        """The network's w-independent half, on the crops as the task's network takes them."""
-        if not crops:
-            return []
+    def _face_fidelities(self, state: RunState, prepared: PreparedFaces) -> dict[int, float]:
+        """Face index -> w for the faces to restore; the report says which w each face got (None: kept
+        original). A choice naming a face the image does not have is refused here, before any network runs."""
+        plan = state.options.face_fidelity_plan(len(prepared.detected))
+        for face, w in zip(state.report.faces, plan, strict=True):
+            face.restored, face.fidelity = w is not None, w
+        return {index: w for index, w in enumerate(plan) if w is not None}
+
+    def _encode(self, state: RunState, prepared: PreparedFaces, indices: list[int]) -> None:
+        """The network's w-independent half for the faces at `indices` that no earlier run encoded, on the crops
+        as the task's network takes them."""
         options = state.options
+        missing = [index for index in indices if index not in prepared.encoded_indices]
+        if indices and not missing:
+            state.report.reused.append("the encoded face" if options.aligned else "encoded faces")
+        if not missing:
+            return
+        crops = [prepared.crops[index] for index in missing]
         if options.task == "colorize":
             crops = [to_gray(crop) for crop in crops]
-        if face_holes is not None:
-            crops = [whiten_holes(crop, hole) for crop, hole in zip(crops, face_holes, strict=True)]
+        if prepared.face_holes is not None:
+            holes = [prepared.face_holes[index] for index in missing]
+            crops = [whiten_holes(crop, hole) for crop, hole in zip(crops, holes, strict=True)]
         with state.clock.stage("load network", "Loading CodeFormer"):
             net = self.models.codeformer(options.task, progress=state.clock.download_progress)
+
+        def encode(batch: int) -> list[tuple[tuple[int, ...], EncodedFaces]]:
+            parts = encode_faces(net, crops, adain=options.adain, fast=options.fast, batch=batch)
+            held = [tuple(missing[start : start + batch]) for start in range(0, len(missing), batch)]
+            return list(zip(held, parts, strict=True))
+
         with state.clock.stage("encode", f"Encoding {len(crops)} face(s)"):
-            return self._network_stage(
-                lambda batch: encode_faces(net, crops, adain=options.adain, fast=options.fast, batch=batch)
-            )
+            prepared.encoded.extend(self._network_stage(encode))
 
-    # ---------------------------------------------------------------- stage 3: decoded at this fidelity
+    # ---------------------------------------------------------------- stage 3: each face at its fidelity
 
-    def _restored_faces(self, state: RunState, prepared: PreparedFaces) -> list[FaceCrop]:
-        """The faces at this run's fidelity, as they will be pasted (upsampled if asked)."""
-        if not prepared.crops:
-            return []
+    def _finished_faces(
+        self, state: RunState, prepared: PreparedFaces, wanted: list[tuple[int, float]]
+    ) -> list[FaceCrop]:
+        """Face `index` at w for each (index, w) in `wanted`, as it will be pasted: kept from an earlier run of this
+        image, or decoded now (one decoder pass per w, over the faces that need it)."""
+        upsample = state.upscale if state.options.face_upsample and state.upscale > 1 else 1
+        keys = [(index, w, upsample) for index, w in wanted]
+        found = {key: prepared.finished.get(key) for key in keys}
+        kept = sorted({index for (index, _, _), face in found.items() if face is not None})
+        if kept:
+            state.report.reused.append(f"decoded face{'s' if len(kept) > 1 else ''} {', '.join(map(str, kept))}")
+        missing: dict[float, list[int]] = {}
+        for index, w, _ in (key for key, face in found.items() if face is None):
+            missing.setdefault(w, []).append(index)
+        for w, indices in missing.items():
+            for index, face in self._decoded(state, prepared, indices, w).items():
+                found[index, w, upsample] = face
+                prepared.finished.put((index, w, upsample), face)
+        prepared.finished.trim(in_use=set(keys))
+        return [found[key] for key in keys]
+
+    def _decoded(
+        self, state: RunState, prepared: PreparedFaces, indices: list[int], w: float
+    ) -> dict[int, FaceCrop]:
+        """The faces at `indices` through the decoder at w, then what the official code does to its faces."""
         options = state.options
         net = self.models.codeformer(options.task)
-        w = options.effective_fidelity
-        with state.clock.stage("decode", f"Decoding {len(prepared.crops)} face(s) at fidelity {w:g}"):
+        with state.clock.stage("decode", f"Decoding {len(indices)} face(s) at fidelity {w:g}"):
+            order, encoded = prepared.encoded_faces(indices)
             faces = self._network_stage(
-                lambda batch: decode_faces(net, prepared.encoded, fidelity=w, fast=options.fast, batch=batch)
+                lambda batch: decode_faces(net, encoded, fidelity=w, fast=options.fast, batch=batch)
             )
+        crops = [prepared.crops[index] for index in order]
         if prepared.face_holes is not None:
-            faces = keep_outside_holes(faces, prepared.crops, prepared.face_holes)
+            faces = keep_outside_holes(faces, crops, [prepared.face_holes[index] for index in order])
         if state.working.is_gray and options.task == "restore":
-            faces = [gray_like_input(face, crop) for face, crop in zip(faces, prepared.crops, strict=True)]
+            faces = [gray_like_input(face, crop) for face, crop in zip(faces, crops, strict=True)]
         elif state.working.is_gray and options.task == "inpaint" and not options.aligned:
             # Our whole-photo inpaint keeps a grey photo grey; the official inpaint script (aligned faces only)
             # leaves the network's colours, and the crop's white holes would skew the tint matching.
@@ -253,23 +347,25 @@ class Pipeline:
             upsampler = self.models.upsampler(progress=state.clock.download_progress)
             with state.clock.stage("face upsample", "Upsampling faces"):
                 faces = [upsampler.upsample(face, outscale=state.upscale) for face in faces]
-        return faces
+        return dict(zip(order, faces, strict=True))
 
     # ---------------------------------------------------------------- stage 4: pasted back into the photo
 
-    def _pasted_back(self, state: RunState, prepared: PreparedFaces, faces: list[FaceCrop]) -> BGRImage:
+    def _pasted_back(self, state: RunState, prepared: PreparedFaces, restored: dict[int, FaceCrop]) -> BGRImage:
+        """The background with the restored faces blended in; a face left out keeps the background's pixels."""
         options = state.options
         background = self._background(state, prepared)
         output = background
-        if faces:
-            masks = self._paste_masks(state, prepared, faces)
+        if prepared.detected:
+            masks = self._paste_masks(state, prepared, restored)
+            affines = [prepared.affines[index] for index in restored]
             with state.clock.stage("paste", "Pasting faces back"):
-                output = paste_faces(background, faces, prepared.affines, masks, state.upscale)
+                output = paste_faces(background, list(restored.values()), affines, masks, state.upscale)
                 if state.holes is not None:
                     output = only_in_holes(output, background, state.holes, state.upscale)
         if options.draw_boxes:
             output = draw_face_boxes(output, prepared.detected, state.upscale)
-        if options.task == "colorize" and faces:
+        if options.task == "colorize" and restored:
             state.report.notices.append("Only the faces were colorized; the rest of the photo keeps its colours.")
         return output
 
@@ -291,22 +387,29 @@ class Pipeline:
             prepared.backgrounds[key] = upscaled_background(bgr, state.upscale, upsampler)
         return prepared.backgrounds[key]
 
-    def _paste_masks(self, state: RunState, prepared: PreparedFaces, faces: list[FaceCrop]) -> np.ndarray | None:
-        """Soft masks of the restored faces, or None for the plain eroded-square paste.
+    def _paste_masks(
+        self, state: RunState, prepared: PreparedFaces, restored: dict[int, FaceCrop]
+    ) -> list[Mask] | None:
+        """Soft masks of the restored faces, in their order, or None for the plain eroded-square paste.
 
-        Parsed once per image, on the first fidelity's faces: the blurred mask barely moves with w.
+        Each face is parsed once per image, the first time it is pasted, on the face as restored then (at that
+        run's w for it): the blurred mask barely moves with w.
         """
         if not state.options.parse_paste:
             return None
-        if prepared.paste_masks is not None:
+        unparsed = [index for index in restored if index not in prepared.paste_masks]
+        if len(unparsed) < len(restored):
             state.report.reused.append("paste masks")
-            return prepared.paste_masks
-        with state.clock.stage("load parser", "Loading the face parser"):
-            parser = self.models.parser(progress=state.clock.download_progress)
-        face_size = [cv2.resize(face, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for face in faces]
-        with state.clock.stage("parse", "Parsing faces for paste-back"):
-            prepared.paste_masks = self._network_stage(lambda _batch: parser.paste_masks(face_size))
-        return prepared.paste_masks
+        if unparsed:
+            with state.clock.stage("load parser", "Loading the face parser"):
+                parser = self.models.parser(progress=state.clock.download_progress)
+            face_size = [
+                cv2.resize(restored[index], (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for index in unparsed
+            ]
+            with state.clock.stage("parse", "Parsing faces for paste-back"):
+                masks = self._network_stage(lambda _batch: parser.paste_masks(face_size))
+            prepared.paste_masks.update(zip(unparsed, masks, strict=True))
+        return [prepared.paste_masks[index] for index in restored]
 
     # ---------------------------------------------------------------- running networks
 
