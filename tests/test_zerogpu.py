@@ -32,6 +32,7 @@ from demo.zerogpu import (
     ZeroGpuRestorer,
     run_many_seconds,
     run_seconds,
+    sweep_seconds,
 )
 
 from .conftest import SAMPLES
@@ -103,6 +104,23 @@ def test_a_photo_runs_inside_one_gpu_call_and_comes_back_unchanged(pipeline, spa
     assert runs_inside == [True, False]
     assert spaces_stand_in.calls == [("_run", run_seconds(face, options))]
     assert np.array_equal(on_gpu.image, direct.image) and on_gpu.report.faces_restored == 1
+
+
+def test_a_fidelity_sweep_runs_inside_one_gpu_call(pipeline, spaces_stand_in, monkeypatch):
+    inside = []
+    original = Pipeline.fidelity_sweep
+    def spied(self, *args, **kwargs):
+        inside.append(spaces_stand_in.inside)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "fidelity_sweep", spied)
+    face, options = read_image(FACE), RestoreOptions(aligned=True)
+
+    sweep = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU).fidelity_sweep(face, options, 0, (0.0, 1.0))
+
+    assert inside == [True] and sweep.fidelities == (0.0, 1.0) and len(sweep.faces) == 2
+    assert spaces_stand_in.calls == [("_sweep", sweep_seconds(face, options, 0, (0.0, 1.0)))]
+    assert not np.array_equal(sweep.faces[0], sweep.faces[1])
 
 
 def test_an_engine_error_inside_a_call_reaches_the_visitor_as_itself(tmp_path, spaces_stand_in):
