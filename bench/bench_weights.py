@@ -9,6 +9,11 @@
 Random detector and parser weights cost the same time as the real ones (same layers, same shapes); they only
 decide nothing meaningful, which is why the whole-photo benchmark takes its landmarks from dlib (see bench.py).
 The files go into a cache directory outside the repository (~570 MB), made once and reused.
+
+The equivalence harness (official_equivalence.py) runs every official script, so it needs the other four official
+files as well (`ensure_equivalence_weights`, ~1.4 GB in all): the colorization and inpainting CodeFormers (golden
+fill), RetinaFace MobileNet-0.25 and Real-ESRGAN x2plus (fixed-seed initialisation), written by the test suite's
+writers (`codeformer_core/testing/checkpoint_files.py`).
 """
 
 import os
@@ -23,6 +28,13 @@ SEED = 20220923  # any fixed value: the files must be the same on every run
 CODEFORMER_FILE = "codeformer.pth"
 DETECTOR_FILE = "detection_Resnet50_Final.pth"
 PARSER_FILE = "parsing_parsenet.pth"
+EQUIVALENCE_EXTRA_FILES = (
+    "codeformer_colorization.pth",
+    "codeformer_inpainting.pth",
+    "detection_mobilenet0.25_Final.pth",
+    "RealESRGAN_x2plus.pth",
+)
+"""Official files the equivalence harness needs beyond the benchmark's three."""
 
 
 def default_cache_dir() -> Path:
@@ -35,16 +47,32 @@ def default_cache_dir() -> Path:
 
 
 def ensure_bench_weights(directory: Path) -> Path:
-    """Write the three files into `directory` unless they are already there; returns `directory`.
+    """Write the three files into `directory` unless they are already there; returns `directory`."""
+    return _write_missing(
+        directory,
+        {
+            CODEFORMER_FILE: lambda path: write_official_checkpoint("restore", path),
+            DETECTOR_FILE: _write_detector,
+            PARSER_FILE: _write_parser,
+        },
+    )
+
+
+def ensure_equivalence_weights(directory: Path) -> Path:
+    """The benchmark's three files and `EQUIVALENCE_EXTRA_FILES` in `directory`; returns `directory`."""
+    # Imported here: the writers pull in basicsr and facexlib, which bench.py never needs.
+    from codeformer_core.testing.checkpoint_files import WRITERS
+
+    ensure_bench_weights(directory)
+    return _write_missing(directory, {name: WRITERS[name] for name in EQUIVALENCE_EXTRA_FILES})
+
+
+def _write_missing(directory: Path, writers: dict[str, Callable[[Path], object]]) -> Path:
+    """Write each file of `writers` that `directory` lacks; returns `directory`.
 
     Each file is written under a temporary name and renamed, so an interrupted run leaves no half-written file.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    writers: dict[str, Callable[[Path], object]] = {
-        CODEFORMER_FILE: lambda path: write_official_checkpoint("restore", path),
-        DETECTOR_FILE: _write_detector,
-        PARSER_FILE: _write_parser,
-    }
     for name, write in writers.items():
         target = directory / name
         if target.is_file():

@@ -10,8 +10,13 @@ import torch
 from basicsr.archs.rrdbnet_arch import RRDBNet  # noqa: E402 - after codeformer_core.network.realesrgan installed the shim
 
 from codeformer_core.errors import CheckpointMismatchError, InvalidImageError, InvalidOptionError
+from codeformer_core.images import read_image_array
 from codeformer_core.network.realesrgan import BackgroundUpsampler
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
 from codeformer_core.testing.checkpoint_files import write_realesrgan
+from codeformer_core.weights import WeightStore
 
 TILE = 8
 
@@ -75,3 +80,23 @@ def test_a_checkpoint_for_another_network_is_named(tmp_path):
     mismatch = r"x4plus\.pth does not fit the Real-ESRGAN x2plus.*RealESRGAN_x2plus"
     with pytest.raises(CheckpointMismatchError, match=mismatch):
         BackgroundUpsampler.from_checkpoint(wrong)
+
+
+def test_a_small_photos_background_is_enhanced_from_the_photo_as_given(stand_in_weights, monkeypatch):
+    # As the official script: Real-ESRGAN on the photo before its enlargement to a shorter side of 512, then resized.
+    weights = WeightStore(stand_in_weights("RealESRGAN_x2plus.pth"), hub=HubSettings(offline=True))
+    pipeline = Pipeline(weights, "cpu")
+    seen = []
+    upsample = BackgroundUpsampler.upsample
+
+    def spied(self, image, outscale):
+        seen.append((image.shape, outscale))
+        return upsample(self, image, outscale)
+
+    monkeypatch.setattr(BackgroundUpsampler, "upsample", spied)
+    photo = read_image_array(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+    result = pipeline.run(photo, RestoreOptions(upscale=2, background="realesrgan"), faces=[])
+
+    assert seen == [((48, 64, 3), 2)]
+    assert result.image.shape == (1024, 1366, 3)  # 48 x 64 enlarged to 512 x 683, then twice that

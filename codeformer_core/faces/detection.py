@@ -39,7 +39,8 @@ down to ~16 px at this size, the smallest anchor, are still found: ~50 px in a 4
 
 DLIB_UPSAMPLE = 2.0
 """The official dlib path runs the CNN detector with one pyramid up-step (x2) to find small faces; without it,
-most faces of the sample photos are missed."""
+most faces of the sample photos are missed. Below DLIB_MAX_PIXELS we take the same step (dlib's own pyramid,
+whose boxes an OpenCV x2 resize would move by several pixels); above it, a smaller OpenCV resize."""
 
 DLIB_MAX_PIXELS = 2_000_000
 """Our bound on the image the dlib CNN sees: its cost is linear in pixels (bench/README.md), so an input above
@@ -171,11 +172,15 @@ class DlibDetector:
         rgb = np.ascontiguousarray(image[:, :, ::-1])
         scale = self.detection_scale(*image.shape[:2])
         with self._lock:
-            found = self._detector(_resize(rgb, scale), 0)
+            if scale == DLIB_UPSAMPLE:
+                # dlib's own pyramid up-step, as the official calls it: boxes come back in image pixels.
+                found, found_scale = self._detector(rgb, 1), 1.0
+            else:
+                found, found_scale = self._detector(_resize(rgb, scale), 0), scale
             faces = []
             for detection in found:
                 rect = detection.rect
-                box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
+                box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / found_scale
                 # Landmarks come from the full-resolution image, with the box mapped back to it.
                 shape = self._predictor(rgb, self._rectangle(*(int(round(v)) for v in box)))
                 points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)

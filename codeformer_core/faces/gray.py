@@ -29,8 +29,8 @@ def to_gray(bgr: BGRImage) -> BGRImage:
 
 def gray_like_input(restored: FaceCrop, given: FaceCrop) -> FaceCrop:
     """`restored` turned grey, then each channel given the mean and standard deviation of that channel of `given`
-    (the face the network was given). Rounded and clipped to uint8, where the official keeps floats until the
-    paste-back truncates them: at most half a level apart before the blend."""
+    (the face the network was given). Rounded and clipped to uint8: the official keeps the floats, even those the
+    matching pushes outside 0-255, through its blend, where they make the fade overshoot."""
     gray = luminance(restored)
     gray_mean, gray_std = gray.mean(), np.sqrt(gray.var() + _VARIANCE_EPSILON)
     channels = given.reshape(-1, given.shape[2]).astype(np.float64)

@@ -42,10 +42,21 @@ def realesrgan_refusal(shape: tuple[int, ...], device: torch.device) -> str | No
     )
 
 
-def upscaled_background(bgr: BGRImage, upscale: int, upsampler: "BackgroundUpsampler | None") -> BGRImage:
-    """`bgr` enlarged `upscale` times: by Real-ESRGAN when given one, else bilinearly."""
-    if upsampler is not None and upscale > 1:
-        return upsampler.upsample(bgr, outscale=upscale)
-    if upscale > 1:
-        return cv2.resize(bgr, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_LINEAR)
-    return bgr
+def upscaled_background(
+    bgr: BGRImage, upscale: int, upsampler: "BackgroundUpsampler | None", before_enlarging: BGRImage
+) -> BGRImage:
+    """`bgr` (the working image) enlarged `upscale` times: bilinearly, or by Real-ESRGAN when given one.
+
+    Real-ESRGAN runs on `before_enlarging`, the photo before a small photo's enlargement, and its result is resized
+    (Lanczos) to the output size, as the official script does: the enlargement adds pixels, not detail, and would
+    multiply the upsampler's cost.
+    """
+    if upscale == 1:
+        return bgr
+    size = (bgr.shape[1] * upscale, bgr.shape[0] * upscale)
+    if upsampler is None:
+        return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+    enhanced = upsampler.upsample(before_enlarging, outscale=upscale)
+    if enhanced.shape[1::-1] == size:
+        return enhanced
+    return cv2.resize(enhanced, size, interpolation=cv2.INTER_LANCZOS4)

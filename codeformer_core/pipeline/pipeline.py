@@ -378,13 +378,13 @@ class Pipeline:
         bgr = state.working.bgr
         upsampler = None
         if state.options.background == "realesrgan" and state.upscale > 1:
-            refusal = realesrgan_refusal(bgr.shape, self.device)
+            refusal = realesrgan_refusal(state.detection_bgr.shape, self.device)
             if refusal is None:
                 upsampler = self.models.upsampler(progress=state.clock.download_progress)
             else:
                 state.report.adjustments.append(refusal)
         with state.clock.stage("background", "Upscaling the background"):
-            prepared.backgrounds[key] = upscaled_background(bgr, state.upscale, upsampler)
+            prepared.backgrounds[key] = upscaled_background(bgr, state.upscale, upsampler, state.detection_bgr)
         return prepared.backgrounds[key]
 
     def _paste_masks(
