@@ -18,7 +18,7 @@ from gradio.networking import GRADIO_API_SERVER
 from codeformer_core.errors import CodeFormerError
 from codeformer_core.images import DEFAULT_MAX_BYTES
 from codeformer_core.pipeline import Pipeline
-from codeformer_core.settings import Settings
+from codeformer_core.settings import BACKENDS, Settings
 from demo import build_demo
 
 DEFAULT_MAX_QUEUE = 16
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else the first free from 7860)")
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, the "
+                        "faster on the device (default $CODEFORMER_BACKEND, else auto)")
     parser.add_argument("--weights-dir", type=Path,
                         help="where pretrained files are looked up and downloaded (default $CODEFORMER_WEIGHTS_DIR, "
                              "else ./weights)")
@@ -97,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
+        pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir,
+                                          backend=args.backend)
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from ..network import EncodedFaces
 from ..network.batches import batch_size_for, decode_faces, encode_faces
 from ..options import RestoreOptions
 from ..report import RestoreResult, face_report
-from ..settings import CpuKernels, Settings
+from ..settings import Backend, CpuKernels, Settings
 from ..weights.registry import files_needed
 from ..weights.store import WeightStore
 from .background import realesrgan_refusal, upscaled_background
@@ -49,7 +49,8 @@ class Pipeline:
     """Restores, colorizes or inpaints faces; safe to call from several threads (runs are serialised).
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
-    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run (see `Settings`). max_faces: the most
+    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run; backend: what runs the CodeFormer
+    network, "torch", "onnxruntime" or "auto" (see `Settings`). max_faces: the most
     faces one image may have restored (the largest are kept). cache_images: how many images' w-independent work
     is kept for a later fidelity.
     """
@@ -60,22 +61,34 @@ class Pipeline:
         device: str | None = None,
         *,
         cpu_kernels: CpuKernels = "fast",
+        backend: Backend = "auto",
         max_faces: int = DEFAULT_MAX_FACES,
         cache_images: int = DEFAULT_CACHED_IMAGES,
     ) -> None:
         self.device = resolve_device(device)
         self.weights = weights if weights is not None else WeightStore()
-        self.models = Models(self.weights, self.device, cpu_kernels)
+        self.models = Models(self.weights, self.device, cpu_kernels, backend)
         self.max_faces = max_faces
         self._prepared = PreparedCache(cache_images)
         self._run_lock = threading.Lock()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, device: str | None = None, weights_dir: Path | None = None
+        cls,
+        settings: Settings,
+        *,
+        device: str | None = None,
+        weights_dir: Path | None = None,
+        backend: Backend | None = None,
     ) -> "Pipeline":
-        """The pipeline the process's settings describe; `device` and `weights_dir` are command-line options."""
-        return cls(WeightStore.from_settings(settings, weights_dir), device, cpu_kernels=settings.cpu_kernels)
+        """The pipeline the process's settings describe; `device`, `weights_dir` and `backend` are command-line
+        options (None: the settings')."""
+        return cls(
+            WeightStore.from_settings(settings, weights_dir),
+            device,
+            cpu_kernels=settings.cpu_kernels,
+            backend=backend or settings.backend,
+        )
 
     def missing_weights(self, options: RestoreOptions) -> list[str]:
         """Files a run with `options` would have to download first (no network is touched to find out)."""
