@@ -18,8 +18,9 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
-	$(BIN)/pip install -r requirements-test.txt
+# The tests also cover the optional onnxruntime backend and ONNX export (requirements-onnx.txt).
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt requirements-onnx.txt
+	$(BIN)/pip install -r requirements-test.txt -r requirements-onnx.txt
 	touch $@
 
 lint: $(VENV)/.test-installed

@@ -91,12 +91,16 @@ def _our_pipeline(
 ) -> tuple["Pipeline", Timing]:
     """Our Pipeline on the bench weights with every model it will use loaded (timed); never touches a network."""
     from codeformer_core.pipeline import Pipeline
+    from codeformer_core.settings import Settings
     from codeformer_core.weights import REGISTRY, WeightStore
 
     # The generated files differ from the official ones in size and digest: drop both facts, or the store would
     # refuse (and delete) them.
     registry = {name: replace(entry, size=None, sha256=None) for name, entry in REGISTRY.items()}
-    pipeline = Pipeline(WeightStore(weights_dir, allow_url_fallback=False, registry=registry), str(device))
+    store = WeightStore(weights_dir, allow_url_fallback=False, registry=registry)
+    # CPU kernels and backend as a child's environment sets them (see `_with_env`).
+    settings = Settings.from_env()
+    pipeline = Pipeline(store, str(device), cpu_kernels=settings.cpu_kernels, backend=settings.backend)
 
     def load() -> None:
         pipeline.models.codeformer("restore")
@@ -118,13 +122,15 @@ def _ours_aligned(device: torch.device, weights_dir: Path, _faces: list) -> Meas
     image = read_image(ALIGNED_FACE)
     first, first_time = _timed(lambda: pipeline.run(image, RestoreOptions(aligned=True, fidelity=FIDELITY)), device)
     again, again_time = _timed(lambda: pipeline.run(image, RestoreOptions(aligned=True, fidelity=NEW_FIDELITY)), device)
+    # w = 0: the torch network skips the CFT blocks; an exported graph, which takes w as an input, cannot.
+    _, zero_time = _timed(lambda: pipeline.run(image, RestoreOptions(aligned=True, fidelity=0.0)), device)
     # Untimed: the network's raw output and logits, for the golden bounds against the reference's.
     net = pipeline.models.codeformer("restore")
-    encoded = net.encode(crops_to_tensor([image.bgr], device))
+    encoded = net.encode(crops_to_tensor([image.bgr], net.device))
     output = net.decode(encoded, FIDELITY)
     arrays = {"face": first.faces[0], "output": output.cpu().numpy(), "logits": encoded.logits.cpu().numpy()}
     numbers = {
-        "load": load_time, "run": first_time, "again": again_time, "stages": first.report.timings,
+        "load": load_time, "run": first_time, "again": again_time, "zero": zero_time, "stages": first.report.timings,
         "stages_again": again.report.timings, "reused": again.report.reused, **_memory(device),
     }
     return numbers, arrays
@@ -193,18 +199,45 @@ def _ours_whole(device: torch.device, weights_dir: Path, faces: list) -> Measure
     return numbers, {"image": first.image}
 
 
-def _ours_whole_plain(device: torch.device, weights_dir: Path, faces: list) -> Measured:
-    os.environ["CODEFORMER_CPU_KERNELS"] = "plain"  # read when the models load, which is after this
-    return _ours_whole(device, weights_dir, faces)
+Child = Callable[[torch.device, Path, list], Measured]
 
 
-CHILDREN: dict[str, Callable[[torch.device, Path, list], Measured]] = {
+def _with_env(child: Child, **variables: str) -> Child:
+    """`child` with settings from the environment changed (read by `_our_pipeline`, after this)."""
+
+    def run(device: torch.device, weights_dir: Path, faces: list) -> Measured:
+        os.environ.update(variables)
+        return child(device, weights_dir, faces)
+
+    return run
+
+
+def _cuda_provider_only(child: Child) -> Child:
+    """`child` on the onnxruntime backend with CUDA's execution provider alone (no TensorRT)."""
+
+    def run(device: torch.device, weights_dir: Path, faces: list) -> Measured:
+        from codeformer_core.network import onnx_runtime
+
+        onnx_runtime.GPU_PROVIDERS = ("CUDAExecutionProvider",)
+        return child(device, weights_dir, faces)
+
+    return run
+
+
+_ORT = {"CODEFORMER_BACKEND": "onnxruntime"}
+CHILDREN: dict[str, Child] = {
     "reference-aligned": _reference_aligned,
     "ours-aligned": _ours_aligned,
     "ours-aligned-fast": _ours_aligned_fast,
     "reference-whole": _reference_whole,
     "ours-whole": _ours_whole,
-    "ours-whole-plain": _ours_whole_plain,
+    "ours-whole-plain": _with_env(_ours_whole, CODEFORMER_CPU_KERNELS="plain"),
+    # bench/onnx_backend.py: the network through ONNX Runtime (TensorRT first on CUDA where present), and CUDA's
+    # provider alone.
+    "ours-aligned-ort": _with_env(_ours_aligned, **_ORT),
+    "ours-whole-ort": _with_env(_ours_whole, **_ORT),
+    "ours-aligned-ort-cuda": _cuda_provider_only(_with_env(_ours_aligned, **_ORT)),
+    "ours-whole-ort-cuda": _cuda_provider_only(_with_env(_ours_whole, **_ORT)),
 }
 
 
@@ -353,7 +386,10 @@ def stage_lines(results: dict[str, list[Measured]]) -> list[str]:
 
     labels = {"reference-aligned": "reference, aligned face", "ours-aligned": "ours, aligned face",
               "ours-aligned-fast": "ours, aligned face, fast", "reference-whole": "reference, whole photo",
-              "ours-whole": "ours, whole photo", "ours-whole-plain": "ours, whole photo, plain CPU kernels"}
+              "ours-whole": "ours, whole photo", "ours-whole-plain": "ours, whole photo, plain CPU kernels",
+              "ours-aligned-ort": "ours on onnxruntime, aligned face", "ours-whole-ort": "ours on onnxruntime, whole "
+              "photo", "ours-aligned-ort-cuda": "ours on onnxruntime (CUDA provider), aligned face",
+              "ours-whole-ort-cuda": "ours on onnxruntime (CUDA provider), whole photo"}
     lines = []
     for kind, runs in results.items():
         mine = fastest(runs)
@@ -386,30 +422,60 @@ def machine_lines(device: str, repeat: int, load_start: tuple[float, ...]) -> li
     ]
 
 
-def report(results: dict[str, list[Measured]], device: str, repeat: int, load_start: tuple[float, ...]) -> str:
-    rows = aligned_rows(results) + (whole_rows(results) if "ours-whole" in results else [])
+def document(
+    title: str, results: dict[str, list[Measured]], args: argparse.Namespace, load_start: tuple[float, ...],
+    table: list[str], footnote: str, facts: tuple[str, ...] = (),
+) -> str:
+    """A results page: the machine, the table (header lines and rows), a footnote and the stages."""
     return "\n".join([
-        f"# CodeFormer speed: our pipeline against the reference path ({device})", "",
-        *machine_lines(device, repeat, load_start),
+        f"# {title} ({args.device})", "",
+        *machine_lines(args.device, args.repeat, load_start), *facts,
         f"- Spread between the repeats of one measurement: up to {spread(results):.0%} of the fastest.", "",
-        "| measurement | baseline | ours | ratio | CPU-time ratio | target | result | notes |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows, "",
+        *table, "", footnote, "", "Stages:", *stage_lines(results), "",
+    ])
+
+
+def report(results: dict[str, list[Measured]], args: argparse.Namespace, load_start: tuple[float, ...]) -> str:
+    rows = aligned_rows(results) + (whole_rows(results) if "ours-whole" in results else [])
+    table = ["| measurement | baseline | ours | ratio | CPU-time ratio | target | result | notes |",
+             "|---|---|---|---|---|---|---|---|", *rows]
+    return document(
+        "CodeFormer speed: our pipeline against the reference path", results, args, load_start, table,
         "Baseline = the reference path (spandrel's CodeFormer + facexlib's FaceRestoreHelper in the official "
         "script's order, float32, one face at a time, ParseNet at 512) unless the row says otherwise. Same weights "
         "(golden fill for CodeFormer, seeded random RetinaFace/ParseNet), same image, one run. Whole photo: "
         f"`samples/whole/00.jpg`, upscale {UPSCALE}, no background upsampler, parse-mask paste-back, w={FIDELITY}.",
-        "", "Stages:", *stage_lines(results), "",
-    ])
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, results_file: str) -> None:
+    """The options bench.py and bench/onnx_backend.py share; --write saves the page as bench/`results_file`."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--repeat", type=int, default=2, help="child processes per measurement; the minimum is kept")
+    parser.add_argument("--quick", action="store_true", help="aligned-face rows only")
+    parser.add_argument("--write", action="store_true", help=f"also write bench/{results_file}")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="bench weights (default: a user cache dir)")
+
+
+def run_kinds(kinds: tuple[str, ...], args: argparse.Namespace, weights_dir: Path) -> dict[str, list[Measured]]:
+    """Measure `kinds` (whole-photo kinds get the shared dlib faces) as `args` say."""
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be at least 1; got {args.repeat}")
+    with tempfile.TemporaryDirectory(prefix="codeformer-bench-") as work:
+        if any("whole" in kind for kind in kinds):
+            (Path(work) / "faces.json").write_text(json.dumps(detect_shared_faces(WHOLE_PHOTO)))
+        return measure(kinds, args.repeat, args.device, weights_dir, Path(work))
+
+
+def publish(text: str, args: argparse.Namespace, results_file: str) -> None:
+    print(text)
+    if args.write:
+        (BENCH_DIR / results_file).write_text(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cuda: fast mode is fp16)")
-    parser.add_argument("--repeat", type=int, default=2, help="child processes per measurement; the minimum is kept")
-    parser.add_argument("--quick", action="store_true", help="aligned-face rows only")
-    parser.add_argument("--write", action="store_true", help="also write bench/results-<device>.md")
-    parser.add_argument("--weights-dir", type=Path, default=None, help="bench weights (default: a user cache dir)")
+    add_run_arguments(parser, "results-<device>.md (cuda: fast mode is fp16)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--faces", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -417,19 +483,10 @@ def main() -> None:
     if args.child:
         run_child(args.child, torch.device(args.device), args.weights_dir, args.faces, args.out)
         return
-    if args.repeat < 1:
-        parser.error(f"--repeat must be at least 1; got {args.repeat}")
     load_start = os.getloadavg()
     weights_dir = ensure_bench_weights(args.weights_dir or default_cache_dir())
-    kinds = QUICK_KINDS if args.quick else ALL_KINDS
-    with tempfile.TemporaryDirectory(prefix="codeformer-bench-") as work:
-        if not args.quick:
-            (Path(work) / "faces.json").write_text(json.dumps(detect_shared_faces(WHOLE_PHOTO)))
-        results = measure(kinds, args.repeat, args.device, weights_dir, Path(work))
-    text = report(results, args.device, args.repeat, load_start)
-    print(text)
-    if args.write:
-        (BENCH_DIR / f"results-{torch.device(args.device).type}.md").write_text(text)
+    results = run_kinds(QUICK_KINDS if args.quick else ALL_KINDS, args, weights_dir)
+    publish(report(results, args, load_start), args, f"results-{torch.device(args.device).type}.md")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Command line: `python -m codeformer_core {restore,colorize,inpaint} INPUT... -o OUTDIR`, and `download`.
+"""Command line: `python -m codeformer_core {restore,colorize,inpaint} INPUT... -o OUTDIR`, `download` and
+`export onnx`.
 
 Inputs are photos, videos (written as OUTDIR/<stem>.mp4) or folders of either. Exit code 0 only when every input
 succeeded; each failed input gets one line on stderr.
@@ -14,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .errors import CodeFormerError, InvalidOptionError
+from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
 from .images import encode_png, read_image
 from .layouts import TASKS, Mask
@@ -27,7 +29,7 @@ from .options import (
     parse_face_indices,
 )
 from .pipeline import Pipeline
-from .settings import Settings
+from .settings import BACKENDS, Settings
 from .video import VIDEO_SUFFIXES, restore_video
 from .weights.download_cli import add_download_arguments, run_download
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     for task in TASKS:
         _add_task_arguments(commands.add_parser(task, help=f"{task} faces in photos"), task)
     add_download_arguments(commands.add_parser("download", help="fetch the pretrained files ahead of time"))
+    add_export_arguments(commands.add_parser("export", help="write a network as an ONNX file, w as an input"))
     return parser
 
 
@@ -69,6 +72,9 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
                         "(fp16 on CUDA, bf16 on CPUs with native bf16)")
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, the "
+                        "faster on the device (default: $CODEFORMER_BACKEND, else auto)")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
     parser.add_argument("--faces", metavar="0,1,3",
                         help="restore only these faces (numbered as the --json report lists them, from 0); the"
@@ -119,7 +125,7 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     if args.faces_from and args.aligned:
         raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
     given = _read_faces_report(args.faces_from) if args.faces_from else None
-    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
+    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
         errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
@@ -201,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "download":
             return run_download(args, settings)
+        if args.command == "export":
+            return run_export(args, settings)
         return run_task(args, settings)
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)

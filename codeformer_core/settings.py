@@ -16,6 +16,8 @@ from .options import check_choice
 
 CpuKernels = Literal["fast", "plain"]
 CPU_KERNELS: tuple[CpuKernels, ...] = ("fast", "plain")
+Backend = Literal["auto", "torch", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
 
 DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
 """The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
@@ -74,6 +76,8 @@ class Settings:
     weights_dir: where pretrained files are looked up and placed (CODEFORMER_WEIGHTS_DIR).
     cpu_kernels: "fast" runs CPU convolutions through NNPACK's Winograd kernels, "plain" through torch's own,
       which need less memory (CODEFORMER_CPU_KERNELS).
+    backend: what runs the CodeFormer network: "torch", "onnxruntime" (its exported graphs; needs
+      requirements-onnx.txt), or "auto", the faster of the two on the device as measured (CODEFORMER_BACKEND).
     max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
       0 or "none" lifts it). The command line takes any length.
     on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface and loads its
@@ -85,6 +89,7 @@ class Settings:
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
     hub: HubSettings = field(default_factory=HubSettings)
     cpu_kernels: CpuKernels = "fast"
+    backend: Backend = "auto"
     max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
     on_space: bool = False
     zero_gpu: bool = False
@@ -93,10 +98,13 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         kernels = environ.get("CODEFORMER_CPU_KERNELS", "fast").strip().lower()
         check_choice("CODEFORMER_CPU_KERNELS", kernels, CPU_KERNELS)
+        backend = environ.get("CODEFORMER_BACKEND", "auto").strip().lower() or "auto"
+        check_choice("CODEFORMER_BACKEND", backend, BACKENDS)
         return cls(
             weights_dir=Path(environ.get("CODEFORMER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR).expanduser(),
             hub=HubSettings.from_env(environ),
             cpu_kernels=kernels,  # type: ignore[arg-type] - checked against CPU_KERNELS just above
+            backend=backend,  # type: ignore[arg-type] - checked against BACKENDS just above
             max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
             on_space=bool(environ.get("SPACE_ID")),
             zero_gpu=_is_true(environ.get("SPACES_ZERO_GPU", "")),

@@ -12,7 +12,7 @@ def test_an_empty_environment_gives_the_defaults():
     settings = Settings.from_env({})
 
     assert settings == Settings()
-    assert settings.weights_dir == Path("weights") and settings.cpu_kernels == "fast"
+    assert settings.weights_dir == Path("weights") and settings.cpu_kernels == "fast" and settings.backend == "auto"
     assert settings.max_video_seconds == 60 and not settings.on_space
     assert settings.hub.repo == DEFAULT_HUB_REPO and settings.hub.endpoint == "https://huggingface.co"
     assert not settings.hub.offline
@@ -22,6 +22,7 @@ def test_every_variable_is_read():
     settings = Settings.from_env({
         "CODEFORMER_WEIGHTS_DIR": "/data/weights",
         "CODEFORMER_CPU_KERNELS": " Plain ",
+        "CODEFORMER_BACKEND": "OnnxRuntime",
         "CODEFORMER_MAX_VIDEO_SECONDS": "12.5",
         "SPACE_ID": "someone/codeformer",
         "CODEFORMER_HUB_REPO": "owner/mirror",
@@ -32,6 +33,7 @@ def test_every_variable_is_read():
     })
 
     assert settings.weights_dir == Path("/data/weights") and settings.cpu_kernels == "plain"
+    assert settings.backend == "onnxruntime"
     assert settings.max_video_seconds == 12.5 and settings.on_space
     hub = settings.hub
     assert (hub.repo, hub.revision, hub.endpoint) == ("owner/mirror", "v2", "http://127.0.0.1:9")
@@ -48,6 +50,7 @@ def test_the_video_limit_can_be_lifted(text, seconds):
     "variable, value, message",
     [
         ("CODEFORMER_CPU_KERNELS", "turbo", "CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"),
+        ("CODEFORMER_BACKEND", "tf", "CODEFORMER_BACKEND must be one of auto, torch, onnxruntime; got 'tf'"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "ten", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "-3", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "nan", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),

@@ -1,7 +1,7 @@
 """The CodeFormer network: VQGAN encoder/decoder, codebook, code-prediction transformer and CFT blocks."""
 
 from .codeformer import CONFIGS, CodeFormer, NetworkConfig, build_network, composite_inpainting
-from .encoded import EncodedFaces
+from .encoded import EncodedFaces, FaceNetwork
 from .precision import PRECISIONS, Precision, reduced_precision
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "PRECISIONS",
     "CodeFormer",
     "EncodedFaces",
+    "FaceNetwork",
     "NetworkConfig",
     "Precision",
     "build_network",

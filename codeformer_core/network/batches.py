@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..layouts import FaceCrop
-from . import CodeFormer, EncodedFaces, Precision, reduced_precision
+from . import EncodedFaces, FaceNetwork, Precision, reduced_precision
 
 
 def batch_size_for(device: torch.device) -> int:
@@ -44,10 +44,10 @@ def _batches(count: int, size: int) -> Iterator[slice]:
 
 
 def encode_faces(
-    net: CodeFormer, crops: list[FaceCrop], *, adain: bool, fast: bool, batch: int
+    net: FaceNetwork, crops: list[FaceCrop], *, adain: bool, fast: bool, batch: int
 ) -> list[EncodedFaces]:
     """The w-independent half of the network, one EncodedFaces per batch of at most `batch` faces."""
-    device = next(net.parameters()).device
+    device = net.device
     return [
         net.encode(crops_to_tensor(crops[part], device), adain=adain, precision=precision_for(device, fast))
         for part in _batches(len(crops), batch)
@@ -55,10 +55,10 @@ def encode_faces(
 
 
 def decode_faces(
-    net: CodeFormer, encoded: list[EncodedFaces], *, fidelity: float, fast: bool, batch: int
+    net: FaceNetwork, encoded: list[EncodedFaces], *, fidelity: float, fast: bool, batch: int
 ) -> list[FaceCrop]:
     """The decoder at fidelity w for every face encoded earlier, at most `batch` faces per pass."""
-    device = next(net.parameters()).device
+    device = net.device
     faces: list[FaceCrop] = []
     for part in encoded:
         for faces_in_pass in _batches(len(part), batch):

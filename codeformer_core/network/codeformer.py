@@ -11,6 +11,7 @@ Faces are N x 3 x 512 x 512 float32 tensors in [-1, 1], channel order R, G, B; o
 not clamped.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -78,7 +79,7 @@ class ControllableFeatureTransform(nn.Module):
         self.scale = _conv_lrelu_conv(channels)
         self.shift = _conv_lrelu_conv(channels)
 
-    def forward(self, enc_feat: Tensor, dec_feat: Tensor, w: float) -> Tensor:
+    def forward(self, enc_feat: Tensor, dec_feat: Tensor, w: float | Tensor) -> Tensor:
         fused = self.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
         return dec_feat + w * (dec_feat * self.scale(fused) + self.shift(fused))
 
@@ -127,6 +128,11 @@ class CodeFormer(nn.Module):
     def task(self) -> Task:
         return self.config.task
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's parameters are, and where its input faces must be."""
+        return self.position_emb.device
+
     def use_channels_last(self, enabled: bool = True) -> "CodeFormer":
         """Run the decoder (generator and CFT blocks) channels_last, or in the default layout; returns self.
 
@@ -159,9 +165,7 @@ class CodeFormer(nn.Module):
         lq_feat, logits = lq_feat.float(), logits.float()
         # Softmax is monotonic: its top-1 is the logits' argmax.
         idx = logits.argmax(dim=2)
-        quant_feat = self.quantize.lookup(idx, LATENT_SIZE, LATENT_SIZE).contiguous()
-        if adain:
-            quant_feat = adaptive_instance_normalization(quant_feat, lq_feat)
+        quant_feat = self.code_features(idx, lq_feat, adain)
         layout = self.decoder_memory_format
         return EncodedFaces(
             quant_feat=quant_feat.contiguous(memory_format=layout),
@@ -178,15 +182,30 @@ class CodeFormer(nn.Module):
         w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
         """
         w = check_fidelity(w)
-        cft_steps = {}
-        if w > 0:
-            cft_steps = {
-                res: partial(self.fuse_convs_dict[str(res)], encoded.skips[res], w=w)
-                for res in self.config.cft_resolutions
-            }
         with autocast_for(precision, encoded.quant_feat.device):
-            out = self.generator(encoded.quant_feat, cft_steps)
+            out = self.generate(encoded.quant_feat, encoded.skips, w)
         return out.float()
+
+    def code_features(self, idx: Tensor, lq_feat: Tensor, adain: bool) -> Tensor:
+        """The codebook features of the code indices idx (N x 256), N x 256 x 16 x 16, given the encoder's
+        latent statistics when `adain`."""
+        quant_feat = self.quantize.lookup(idx, LATENT_SIZE, LATENT_SIZE).contiguous()
+        return adaptive_instance_normalization(quant_feat, lq_feat) if adain else quant_feat
+
+    def generate(self, quant_feat: Tensor, skips: Mapping[int, Tensor], w: float | Tensor) -> Tensor:
+        """The generator with the CFT blocks adding w * (dec * scale + shift), as the module's precision and
+        layout run it.
+
+        A float w = 0 skips the CFT blocks (the reference's `if w > 0`); a tensor w (a scalar or shape [1], as an
+        exported graph takes it) always runs them, so w stays an input of the graph: at w = 0 that adds 0 * x,
+        which leaves every finite feature exactly as it was.
+        """
+        cft_steps = {}
+        if isinstance(w, Tensor) or w > 0:
+            cft_steps = {
+                res: partial(self.fuse_convs_dict[str(res)], skips[res], w=w) for res in self.config.cft_resolutions
+            }
+        return self.generator(quant_feat, cft_steps)
 
     def predict_logits(self, lq_feat: Tensor) -> Tensor:
         """Transformer logits over the codebook, N x 256 x codebook_size, tokens row-major over the 16x16 latent."""
@@ -196,17 +215,20 @@ class CodeFormer(nn.Module):
         return self.idx_pred_layer(tokens)
 
     def _check_faces(self, x: Tensor) -> None:
-        expected = (3, FACE_SIZE, FACE_SIZE)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected or x.shape[0] == 0:
-            raise InvalidImageError(
-                f"CodeFormer takes a batch of aligned faces shaped N x 3 x {FACE_SIZE} x {FACE_SIZE}; "
-                f"got a tensor shaped {tuple(x.shape)}"
-            )
         weight = self.position_emb
-        if x.dtype != weight.dtype or x.device != weight.device:
-            raise InvalidImageError(
-                f"faces must be {weight.dtype} on {weight.device} like the network; got {x.dtype} on {x.device}"
-            )
+        check_faces(x, weight.dtype, weight.device)
+
+
+def check_faces(x: Tensor, dtype: torch.dtype, device: torch.device) -> None:
+    """InvalidImageError unless `x` is a batch of faces shaped N x 3 x 512 x 512 of `dtype` on `device`."""
+    expected = (3, FACE_SIZE, FACE_SIZE)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected or x.shape[0] == 0:
+        raise InvalidImageError(
+            f"CodeFormer takes a batch of aligned faces shaped N x 3 x {FACE_SIZE} x {FACE_SIZE}; "
+            f"got a tensor shaped {tuple(x.shape)}"
+        )
+    if x.dtype != dtype or x.device != device:
+        raise InvalidImageError(f"faces must be {dtype} on {device} like the network; got {x.dtype} on {x.device}")
 
 
 def build_network(task: Task) -> CodeFormer:

@@ -2,9 +2,14 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..layouts import Task
+    from .precision import Precision
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,19 @@ class EncodedFaces:
             idx=change(self.idx),
             lq_feat=change(self.lq_feat),
         )
+
+
+class FaceNetwork(Protocol):
+    """What runs CodeFormer for the pipeline: the torch network (`CodeFormer`) or the exported graphs run by ONNX
+    Runtime (`onnx_runtime.OnnxRuntimeCodeFormer`). Faces are N x 3 x 512 x 512 float32 RGB in [-1, 1] on
+    `device`; `decode` re-runs only the w-dependent half."""
+
+    @property
+    def task(self) -> "Task": ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def encode(self, x: Tensor, adain: bool = True, precision: "Precision" = "float32") -> EncodedFaces: ...
+
+    def decode(self, encoded: EncodedFaces, w: float, precision: "Precision" = "float32") -> Tensor: ...

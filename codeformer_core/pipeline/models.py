@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from ..layouts import Task
-from ..network import CodeFormer
+from ..network import CodeFormer, FaceNetwork
+from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
 from ..network.loading import load_network
 from ..options import Detector
-from ..settings import CpuKernels
+from ..settings import Backend, CpuKernels
 from ..weights.registry import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE
 from ..weights.sources import DownloadProgress
 
@@ -35,19 +36,35 @@ PARSER_BATCH = 1
 
 
 class Models:
-    """weights: where files come from; device: where every model lives; cpu_kernels: which CPU convolutions run."""
+    """weights: where files come from; device: where every model lives; cpu_kernels: which CPU convolutions run;
+    backend: what runs CodeFormer ("auto" resolved for the device here, once: see network/backends.py)."""
 
-    def __init__(self, weights: "WeightStore", device: torch.device, cpu_kernels: CpuKernels = "fast") -> None:
+    def __init__(
+        self, weights: "WeightStore", device: torch.device, cpu_kernels: CpuKernels = "fast", backend: Backend = "auto"
+    ) -> None:
         self.weights = weights
         self.device = device
         self.cpu_kernels = cpu_kernels
+        self.backend = resolve_backend(backend, device)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def codeformer(self, task: Task, progress: DownloadProgress | None = None) -> CodeFormer:
-        return self._from_file(
-            CODEFORMER_FILES[task], lambda path: self._tuned(load_network(task, path, self.device)), progress
-        )
+    def codeformer(self, task: Task, progress: DownloadProgress | None = None) -> FaceNetwork:
+        """The task's network on this backend; the onnxruntime backend exports the checkpoint on first use."""
+        if self.backend == "onnxruntime":
+            from ..export.graph_cache import cache_dir
+            from ..network.onnx_runtime import OnnxRuntimeCodeFormer
+
+            graphs_dir = cache_dir(self.weights.weights_dir)
+
+            def load(path: Path) -> FaceNetwork:
+                return OnnxRuntimeCodeFormer.from_checkpoint(task, path, graphs_dir, self.device)
+        else:
+
+            def load(path: Path) -> FaceNetwork:
+                return self._tuned(load_network(task, path, self.device))
+
+        return self._from_file(CODEFORMER_FILES[task], load, progress)
 
     def detector(self, detector: Detector, progress: DownloadProgress | None = None) -> "FaceDetector":
         from ..faces.detection import DlibDetector, RetinaFaceDetector

@@ -32,7 +32,7 @@ from ..network import EncodedFaces
 from ..network.batches import batch_size_for, decode_faces, encode_faces
 from ..options import RestoreOptions, check_face_index, check_fidelity
 from ..report import FidelitySweep, RestoreResult, face_report
-from ..settings import CpuKernels, Settings
+from ..settings import Backend, CpuKernels, Settings
 from ..weights.registry import files_needed
 from ..weights.store import WeightStore
 from .background import realesrgan_refusal, upscaled_background
@@ -86,10 +86,11 @@ class Pipeline:
     """Restores, colorizes or inpaints faces; safe to call from several threads (runs are serialised).
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
-    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run (see `Settings`). fast: every run in
-    reduced precision, whatever its options say (a deployment's choice, from its `HardwareProfile`). max_faces:
-    the most faces one image may have restored (the largest are kept). cache_images: how many images'
-    w-independent work is kept for a later fidelity.
+    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run; backend: what runs the CodeFormer
+    network, "torch", "onnxruntime" or "auto" (see `Settings`). fast: every run in reduced precision, whatever its
+    options say (a deployment's choice, from its `HardwareProfile`). max_faces: the most faces one image may have
+    restored (the largest are kept). cache_images: how many images' w-independent work is kept for a later
+    fidelity.
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class Pipeline:
         device: str | None = None,
         *,
         cpu_kernels: CpuKernels = "fast",
+        backend: Backend = "auto",
         fast: bool = False,
         max_faces: int = DEFAULT_MAX_FACES,
         cache_images: int = DEFAULT_CACHED_IMAGES,
@@ -105,19 +107,30 @@ class Pipeline:
         self.device = resolve_device(device)
         self.fast = fast
         self.weights = weights if weights is not None else WeightStore()
-        self.models = Models(self.weights, self.device, cpu_kernels)
+        self.models = Models(self.weights, self.device, cpu_kernels, backend)
         self.max_faces = max_faces
         self._prepared = PreparedCache(cache_images)
         self._run_lock = threading.Lock()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, device: str | None = None, weights_dir: Path | None = None, fast: bool = False
+        cls,
+        settings: Settings,
+        *,
+        device: str | None = None,
+        weights_dir: Path | None = None,
+        backend: Backend | None = None,
+        fast: bool = False,
     ) -> "Pipeline":
-        """The pipeline the process's settings describe; `device`, `weights_dir` and `fast` come from the command
-        line or the hardware profile."""
-        weights = WeightStore.from_settings(settings, weights_dir)
-        return cls(weights, device, cpu_kernels=settings.cpu_kernels, fast=fast)
+        """The pipeline the process's settings describe; `device`, `weights_dir`, `backend` (None: the settings')
+        and `fast` come from the command line or the hardware profile."""
+        return cls(
+            WeightStore.from_settings(settings, weights_dir),
+            device,
+            cpu_kernels=settings.cpu_kernels,
+            backend=backend or settings.backend,
+            fast=fast,
+        )
 
     def missing_weights(self, options: RestoreOptions) -> list[str]:
         """Files a run with `options` would have to download first (no network is touched to find out)."""
