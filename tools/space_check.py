@@ -24,18 +24,20 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FACE = "aligned/0240.png"
+SPACE_PYTHON = "3.12"
+"""The README front matter's python_version, to the minor version."""
 STARTUP_TIMEOUT = 600.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--python", default="python3.12", help="interpreter for the Space's venv (README: 3.12)")
+    parser.add_argument("--python", help="interpreter for the Space's venv (default: a Python 3.12, the README's)")
     parser.add_argument("--keep", type=Path, help="work here and keep it, instead of a temporary folder")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="space-check-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return check(work, args.python)
+        return check(work, args.python or find_python(SPACE_PYTHON))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -77,6 +79,18 @@ def check(work: Path, python: str) -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def find_python(version: str) -> str:
+    """A working `python<version>`: on PATH, or one pyenv installed (its shim fails unless that version is
+    selected); else this interpreter, said in one line."""
+    candidates = [shutil.which(f"python{version}")]
+    candidates += sorted(str(path) for path in Path.home().glob(f".pyenv/versions/{version}*/bin/python{version}"))
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "--version"], capture_output=True).returncode == 0:
+            return candidate
+    print(f"[space-check] no Python {version} here: using {sys.executable}", flush=True)
+    return sys.executable
 
 
 def export_committed_tree(target: Path) -> None:
