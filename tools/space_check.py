@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from codeformer_core.testing.shared_data import DEFAULT_SHARED_DIR, SHARED_DIR_VARIABLE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FACE = "aligned/0240.png"
 SPACE_PYTHON = "3.12"
@@ -52,9 +54,11 @@ def check(work: Path, python: str) -> int:
     print(f"[space-check] install: {time.monotonic() - started:.0f} s with {version(venv)}", flush=True)
     weights = work / "weights"
     weights.mkdir(exist_ok=True)
+    # The golden fill reads the checkpoint's key list from this checkout's ../shared.
+    shared = {**os.environ, SHARED_DIR_VARIABLE: str(DEFAULT_SHARED_DIR)}
     run([venv / "bin/python", "-c", "import sys; from codeformer_core.testing.golden import "
          "write_official_checkpoint; write_official_checkpoint('restore', sys.argv[1])", weights / "codeformer.pth"],
-        cwd=space)
+        cwd=space, env=shared)
     port = free_port()
     env = {**os.environ, "SPACE_ID": "local/space-check", "CODEFORMER_WEIGHTS_DIR": str(weights),
            "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -72,7 +76,7 @@ def check(work: Path, python: str) -> int:
             "image = cv2.imread(path, cv2.IMREAD_UNCHANGED); print(report);"
             "sys.exit(0 if image is not None and image.shape[:2] == (512, 512) else 1)"
         )
-        face = REPO_ROOT.parent / "shared" / "samples" / FACE
+        face = DEFAULT_SHARED_DIR / "samples" / FACE
         run([venv / "bin/python", "-c", request, url, face], cwd=space)
         print(f"[space-check] /restore gave a 512x512 PNG in {time.monotonic() - started:.0f} s: OK", flush=True)
         return 0
@@ -140,9 +144,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run(command: list, cwd: Path | None = None) -> None:
+def run(command: list, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
     print("[space-check] $", " ".join(map(str, command)), flush=True)
-    subprocess.run([str(part) for part in command], cwd=cwd, check=True)
+    subprocess.run([str(part) for part in command], cwd=cwd, env=env, check=True)
 
 
 if __name__ == "__main__":
