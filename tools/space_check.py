@@ -98,7 +98,8 @@ def find_python(version: str) -> str:
 
 
 def export_committed_tree(target: Path) -> None:
-    """What a push carries: the committed files, not the working tree's extras."""
+    """What a push carries: the committed files, not the working tree's extras (a kept folder is replaced)."""
+    shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO_ROOT, check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
