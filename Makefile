@@ -18,8 +18,9 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt requirements-ray.txt
 	$(BIN)/pip install -r requirements-test.txt
+	$(BIN)/pip install -r requirements-ray.txt
 	touch $@
 
 lint: $(VENV)/.test-installed
