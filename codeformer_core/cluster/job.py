@@ -55,7 +55,7 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
     args.output.mkdir(parents=True, exist_ok=True)
     summary = JobSummary(options.task, str(args.output), skipped=len(plan.skipped), failed=list(plan.errors))
     summary.leftovers_removed = remove_leftovers(args.output)
-    with _connected(ray, address):
+    with _connected(ray, address), _unwrapped_engine_errors():
         actors = plan_actors(ray.cluster_resources(), args.actors, args.cpus_per_actor, args.device)
         summary.actors = actors.actors
         job = _Job(ray, actors, {"settings": settings, "options": options, "device": actors.device,
@@ -134,12 +134,10 @@ class _Job:
             result.size = encoder.size
             finish_video(silent, source, muxed, info, result)
             muxed.replace(destination)
+        except WeightsError:
+            raise  # every video after this one would fail alike
         except CodeFormerError as error:
-            # Raised in an actor or a read task, it arrives as Ray's wrapper (still a CodeFormerError) around it.
-            message = str(getattr(error, "cause", None) or error).splitlines()[0]
-            if isinstance(error, WeightsError):
-                raise WeightsError(message) from error  # every video after this one would fail alike
-            self._failed(source, message)
+            self._failed(source, _message(error))
             return
         finally:
             silent.unlink(missing_ok=True)
@@ -175,6 +173,24 @@ class _Job:
         line = f"{source}: {message}"
         self.summary.failed.append(line)
         tqdm.write(f"error: {line}", file=sys.stderr)
+
+
+@contextmanager
+def _unwrapped_engine_errors() -> Iterator[None]:
+    """An engine error raised in an actor or a read task reaches this process as Ray's wrapper around it (still a
+    CodeFormerError, but its message a remote traceback): raised again as itself, with its own one-line message."""
+    try:
+        yield
+    except CodeFormerError as error:
+        cause = getattr(error, "cause", None)
+        if not isinstance(cause, CodeFormerError):
+            raise
+        raise type(cause)(_message(error)) from error
+
+
+def _message(error: CodeFormerError) -> str:
+    """The engine's one-line message, also when Ray wrapped the error (and appended its own lines to it)."""
+    return str(getattr(error, "cause", None) or error).strip().splitlines()[0]
 
 
 def _frames_in_chunk(size: tuple[int, int]) -> int:

@@ -21,7 +21,21 @@ from ..images import read_bytes
 from ..video_files import decoded_frames
 
 
-class PhotoFiles(Datasource):
+class _ReadHere(Datasource):
+    """Read by tasks on the node of the process that runs the job: its files need to be there only."""
+
+    @property
+    def supports_distributed_reads(self) -> bool:
+        return False
+
+    def get_name(self) -> str:
+        return type(self).__name__
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+
+class PhotoFiles(_ReadHere):
     """Rows index, data, error: the bytes of `paths[index]` (refused, as `read_image` refuses, when empty or over
     its byte limit: then data is empty and error says why); `per_task` files to a read task."""
 
@@ -30,30 +44,20 @@ class PhotoFiles(Datasource):
         self.paths = [str(path) for path in paths]
         self.per_task = per_task
 
-    @property
-    def supports_distributed_reads(self) -> bool:
-        return False
-
-    def get_name(self) -> str:
-        return "PhotoFiles"
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: DataContext | None = None
     ) -> list[ReadTask]:
         starts = range(0, len(self.paths), self.per_task)
         return [
             ReadTask(
-                partial(_read_photos, self.paths, start, min(start + self.per_task, len(self.paths))),
+                partial(_read_photos, self.paths[start : start + self.per_task], start),  # its own paths only
                 BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None),
             )
             for start in starts
         ]
 
 
-class VideoFrames(Datasource):
+class VideoFrames(_ReadHere):
     """Rows index, frame: the frames of one video as the single-process video path decodes them (H x W x 3 uint8
     RGB, resampled to `fps`), in order, in blocks of `chunk` frames, from one read task: the video is decoded
     once."""
@@ -62,16 +66,6 @@ class VideoFrames(Datasource):
         super().__init__()
         self.source, self.size, self.fps, self.chunk = source, size, fps, chunk
 
-    @property
-    def supports_distributed_reads(self) -> bool:
-        return False
-
-    def get_name(self) -> str:
-        return "VideoFrames"
-
-    def estimate_inmemory_data_size(self) -> int | None:
-        return None
-
     def get_read_tasks(
         self, parallelism: int, per_task_row_limit: int | None = None, data_context: DataContext | None = None
     ) -> list[ReadTask]:
@@ -79,10 +73,10 @@ class VideoFrames(Datasource):
         return [ReadTask(read, BlockMetadata(num_rows=None, size_bytes=None, exec_stats=None))]
 
 
-def _read_photos(paths: list[str], start: int, stop: int) -> Iterator[pa.Table]:
-    for index in range(start, stop):
+def _read_photos(paths: list[str], first_index: int) -> Iterator[pa.Table]:
+    for index, path in enumerate(paths, start=first_index):
         try:
-            data, error = read_bytes(paths[index]), ""
+            data, error = read_bytes(path), ""
         except InvalidImageError as refused:
             data, error = b"", str(refused)
         yield pa.table({"index": [index], "data": pa.array([data], pa.binary()), "error": [error]})
