@@ -179,6 +179,16 @@ def test_inputs_come_as_folders_globs_and_list_files_and_outputs_keep_the_cli_na
     assert plan.errors == [f"{tmp_path / 'missing.png'}: no such file or folder"]
 
 
+@NEEDS_RAY
+def test_an_empty_folder_is_an_error_line_and_exit_code_1(local_ray, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+
+    code = cli.main(["restore", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--ray"])
+
+    assert code == 1
+    assert f"error: no images or videos found in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
 def test_two_inputs_for_one_output_and_an_output_over_its_input_are_refused(tmp_path):
     (tmp_path / "a").mkdir()
     for path in (tmp_path / "a" / "face.jpg", tmp_path / "face.png"):

@@ -52,9 +52,13 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
     address = check_address(args.ray)
     started = time.perf_counter()
     plan = plan_job(args.inputs, args.output)
+    if not (plan.photos or plan.videos or plan.skipped or plan.errors):
+        plan.errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
     args.output.mkdir(parents=True, exist_ok=True)
     summary = JobSummary(options.task, str(args.output), skipped=len(plan.skipped), failed=list(plan.errors))
     summary.leftovers_removed = remove_leftovers(args.output)
+    for line in plan.errors:
+        print(f"error: {line}", file=sys.stderr)
     with _connected(ray, address), _unwrapped_engine_errors():
         actors = plan_actors(ray.cluster_resources(), args.actors, args.cpus_per_actor, args.device)
         summary.actors = actors.actors
@@ -73,6 +77,8 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
 
 @dataclass
 class _Job:
+    """One job's Ray, the actors it asks for, what they are built with, and the running summary."""
+
     ray: ModuleType
     actors: ActorPlan
     worker_arguments: dict[str, Any]
