@@ -18,9 +18,10 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-# The tests also cover the optional onnxruntime backend and ONNX export (requirements-onnx.txt).
-$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt requirements-onnx.txt
-	$(BIN)/pip install -r requirements-test.txt -r requirements-onnx.txt
+# The tests also cover the optional extras: the onnxruntime backend and ONNX export (requirements-onnx.txt) and Ray
+# (requirements-ray.txt); a Space installs neither.
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt requirements-onnx.txt requirements-ray.txt
+	$(BIN)/pip install -r requirements-test.txt -r requirements-onnx.txt -r requirements-ray.txt
 	touch $@
 
 lint: $(VENV)/.test-installed

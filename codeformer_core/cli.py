@@ -14,6 +14,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .cluster.arguments import add_cluster_arguments
 from .errors import CodeFormerError, InvalidOptionError
 from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
@@ -82,6 +83,7 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--faces-from", type=Path, metavar="REPORT",
                         help="use the faces listed in an earlier --json report (or one in its format) instead of"
                         " detecting them; photos only")
+    add_cluster_arguments(parser)
 
 
 def options_from(args: argparse.Namespace) -> RestoreOptions:
@@ -122,6 +124,10 @@ def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
 def run_task(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
+    if args.ray is not None:
+        from .cluster.job import run_on_cluster  # Ray is an optional extra, imported only when asked for
+
+        return run_on_cluster(args, options, settings, mask)
     if args.faces_from and args.aligned:
         raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
     given = _read_faces_report(args.faces_from) if args.faces_from else None

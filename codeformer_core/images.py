@@ -94,7 +94,7 @@ def read_image(
     Only the first frame of an animation is read. Raises `ImageTooLargeError` above max_bytes or max_pixels
     (checked from the file size and the header, before decoding) and `InvalidImageError` for anything unreadable.
     """
-    data = _read_bytes(source, max_bytes)
+    data = read_bytes(source, max_bytes)
     Image.init()  # registers every plugin (cheap after the first call); `formats=` only sees registered ones
     with _image_errors(max_pixels), Image.open(io.BytesIO(data), formats=READABLE_FORMATS) as picture:
         # Image.open has parsed the header only. Between Pillow's MAX_IMAGE_PIXELS and twice that it merely
@@ -228,7 +228,9 @@ def safe_stem(hint: str | None, max_length: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", without_suffix).strip("_-")[:max_length].strip("_-")
 
 
-def _read_bytes(source: bytes | str | os.PathLike, max_bytes: int) -> bytes:
+def read_bytes(source: bytes | str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a file (or the buffer given), refusing an empty one or one over max_bytes as `read_image`
+    does; a file is read no further than that."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         _check_byte_count(len(data), max_bytes)

@@ -1,0 +1,222 @@
+"""An archive on Ray: photos and a video through actors on a local Ray instance that the tests start themselves
+(2 CPUs, loopback only, shut down after), against the single-process command line on the same inputs.
+
+The photos are twelve: two whole photos with one face each, restored by golden-filled CodeFormer weights, and ten
+faceless pictures (only enlarged), plus a corrupt file between them. The planning of a job (input forms, outputs,
+what is already done) and the actors it asks for are checked without Ray.
+"""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from codeformer_core import cli
+from codeformer_core.cluster.archive import partial_path, plan_job
+from codeformer_core.cluster.arguments import ActorPlan, plan_actors
+from codeformer_core.errors import InvalidOptionError
+
+from .conftest import SAMPLES
+from .test_video import audio_stream_count, decoded_frames, write_clip
+
+NEEDS_RAY = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray is an optional extra: pip install -r requirements-ray.txt"
+)
+CHEAP = ["--detector", "dlib", "--no-parse", "-s", "1", "--device", "cpu"]
+FACES = ("03.jpg", "05.jpg")
+CORRUPT = "06_cut_short.jpg"
+
+
+def faceless_picture(index: int) -> np.ndarray:
+    """A colour ramp, different for each index in size and colour: nothing a face detector could take for a face."""
+    height, width = 60 + 4 * index, 90 + 6 * index
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :].repeat(height, axis=0)
+    return np.dstack([ramp, np.full_like(ramp, 20 * index), ramp[:, ::-1]]).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def weights(stand_in_weights) -> Path:
+    return stand_in_weights("codeformer.pth")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """Twelve photos, and a JPEG cut short sorted between them."""
+    folder = tmp_path_factory.mktemp("archive")
+    for name in FACES:
+        shutil.copy(SAMPLES / "whole" / name, folder / name)
+    for index in range(10):
+        cv2.imwrite(str(folder / f"{10 + index}_{'plain.png' if index % 2 else 'plain.jpg'}"), faceless_picture(index))
+    (folder / CORRUPT).write_bytes((SAMPLES / "whole" / "04.jpg").read_bytes()[:3000])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def archive_results(local_ray, archive, weights, tmp_path_factory):
+    """The archive restored by the single-process command line and on Ray with two actors, with the exit codes,
+    stderr and the Ray job's summary."""
+    single, on_ray = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("on-ray")
+    summary = on_ray.parent / f"{on_ray.name}-summary.json"
+    common = [str(archive), *CHEAP, "--weights-dir", str(weights)]
+    single_code = cli.main(["restore", *common, "-o", str(single)])
+    ray_code = cli.main(["restore", *common, "-o", str(on_ray), "--ray", "--actors", "2", "--json", str(summary)])
+    codes = (single_code, ray_code)
+    return {"single": single, "ray": on_ray, "codes": codes, "summary": json.loads(summary.read_text())}
+
+
+@NEEDS_RAY
+def test_twelve_photos_on_two_actors_equal_the_single_process_results_file_for_file(archive_results):
+    single, on_ray, summary = archive_results["single"], archive_results["ray"], archive_results["summary"]
+
+    names = sorted(path.name for path in single.iterdir())
+    assert len(names) == 12 and sorted(path.name for path in on_ray.iterdir()) == names
+    for name in names:
+        assert (on_ray / name).read_bytes() == (single / name).read_bytes(), name
+    assert cv2.imread(str(on_ray / "03.png")).shape[0] == 512  # enlarged to a shorter side of 512
+    assert (summary["done"], summary["skipped"], summary["faces"], summary["actors"]) == (12, 0, 2, 2)
+    assert len(summary["no_face"]) == 10
+
+
+@NEEDS_RAY
+def test_a_corrupt_photo_in_the_middle_is_reported_and_the_others_finish(archive_results, archive):
+    summary = archive_results["summary"]
+
+    assert archive_results["codes"] == (1, 1)
+    (line,) = summary["failed"]
+    assert line.startswith(f"{archive / CORRUPT}: ") and "truncated" in line and "\n" not in line
+    assert not (archive_results["ray"] / "06_cut_short.png").exists()
+
+
+@NEEDS_RAY
+def test_a_rerun_after_a_kill_does_only_what_is_missing(archive_results, archive, weights, tmp_path):
+    output = tmp_path / "out"
+    shutil.copytree(archive_results["ray"], output)
+    # What a kill leaves: outputs never written, a temporary file mid-write, and (from a tool that writes in place)
+    # an output cut short.
+    (output / "11_plain.png").unlink()
+    (output / "12_plain.png").unlink()
+    partial_path(output / "13_plain.png").write_bytes(b"\x89PNG half of it")
+    (output / "14_plain.png").write_bytes((output / "14_plain.png").read_bytes()[:500])
+    untouched = {path.name: path.stat().st_mtime_ns for path in output.iterdir() if not path.name.startswith(".")}
+    del untouched["14_plain.png"]
+    summary = tmp_path / "summary.json"
+
+    code = cli.main(["restore", str(archive), *CHEAP, "--weights-dir", str(weights), "-o", str(output), "--ray",
+                     "--actors", "2", "--json", str(summary)])  # fmt: skip
+
+    report = json.loads(summary.read_text())
+    assert code == 1  # the corrupt file still fails
+    assert (report["done"], report["skipped"], report["leftovers_removed"]) == (3, 9, 1)
+    assert sorted(path.name for path in output.iterdir()) == sorted(p.name for p in archive_results["single"].iterdir())
+    for path in output.iterdir():
+        assert path.read_bytes() == (archive_results["single"] / path.name).read_bytes(), path.name
+    assert {name: (output / name).stat().st_mtime_ns for name in untouched} == untouched
+
+
+@NEEDS_RAY
+def test_a_60_frame_video_split_over_two_actors_equals_the_single_process_video(local_ray, weights, tmp_path):
+    # Small frames keep detection cheap (each is enlarged to a shorter side of 512 before its face is restored).
+    size = (128, 72)
+    frames = [cv2.resize(faceless_picture(index % 10), size) for index in range(60)]
+    frames[32] = cv2.resize(cv2.imread(str(SAMPLES / "whole" / "03.jpg"))[:224], size, interpolation=cv2.INTER_AREA)
+    clip = write_clip(tmp_path / "clip.mp4", frames, audio=True)
+    summary = tmp_path / "summary.json"
+    common = [str(clip), *CHEAP, "--weights-dir", str(weights)]
+
+    single_code = cli.main(["restore", *common, "-o", str(tmp_path / "single")])
+    ray_code = cli.main(["restore", *common, "-o", str(tmp_path / "ray"), "--ray", "--actors", "2",
+                         "--chunk-frames", "6", "--json", str(summary)])  # fmt: skip
+
+    assert (single_code, ray_code) == (0, 0)
+    single, on_ray = decoded_frames(tmp_path / "single" / "clip.mp4"), decoded_frames(tmp_path / "ray" / "clip.mp4")
+    assert len(on_ray) == len(single) == 60
+    assert all(np.array_equal(a, b) for a, b in zip(on_ray, single))
+    assert audio_stream_count(tmp_path / "ray" / "clip.mp4") == 1
+    report = json.loads(summary.read_text())
+    assert (report["done"], report["frames"], report["faces"]) == (1, 60, 1)
+
+
+def test_without_ray_the_command_line_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+
+    code = cli.main(["restore", str(tmp_path), "-o", str(tmp_path / "out"), "--ray"])
+
+    assert code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "requirements-ray.txt" in line
+
+
+def test_inputs_come_as_folders_globs_and_list_files_and_outputs_keep_the_cli_names(tmp_path):
+    photos, more, out = tmp_path / "photos", tmp_path / "more" / "deeper", tmp_path / "out"
+    for folder in (photos, more, out):
+        folder.mkdir(parents=True)
+    for path in (photos / "a.jpg", photos / "b.png", photos / "clip.mov", more / "c.JPG", more / "notes.txt"):
+        path.write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# scans to redo\nmore/deeper/c.JPG\n\nphotos/a.jpg\nmissing.png\n")
+    cv2.imwrite(str(out / "b.png"), faceless_picture(0))  # complete: skipped
+    (out / "a.png").write_bytes(cv2.imencode(".png", faceless_picture(1))[1].tobytes()[:-12])  # cut short: redone
+
+    plan = plan_job([photos, Path(str(tmp_path / "more" / "**" / "*")), listing], out)
+
+    assert plan.photos == [(photos / "a.jpg", out / "a.png"), (more / "c.JPG", out / "c.png")]
+    assert plan.videos == [(photos / "clip.mov", out / "clip.mp4")]
+    assert plan.skipped == [photos / "b.png"]
+    assert plan.errors == [f"{tmp_path / 'missing.png'}: no such file or folder"]
+
+
+@NEEDS_RAY
+def test_an_empty_folder_is_an_error_line_and_exit_code_1(local_ray, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+
+    code = cli.main(["restore", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--ray"])
+
+    assert code == 1
+    assert f"error: no images or videos found in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
+def test_two_inputs_for_one_output_and_an_output_over_its_input_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    for path in (tmp_path / "a" / "face.jpg", tmp_path / "face.png"):
+        path.write_bytes(b"x")
+
+    with pytest.raises(InvalidOptionError, match=r"face.jpg and .*face.png would both be written as .*face.png"):
+        plan_job([tmp_path / "a", tmp_path / "face.png"], tmp_path / "out")
+    with pytest.raises(InvalidOptionError, match=r"face.png would be overwritten by its own result"):
+        plan_job([tmp_path / "face.png"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("resources", "actors", "device", "plan"),
+    [
+        ({"CPU": 16, "GPU": 4}, None, None, ActorPlan(4, gpus=1, cpus=1, device="cuda")),
+        ({"CPU": 16, "GPU": 4}, None, "cpu", ActorPlan(8, gpus=0, cpus=2, device="cpu")),
+        ({"CPU": 2}, 1, None, ActorPlan(1, gpus=0, cpus=2, device="cpu")),
+    ],
+    ids=["one actor per GPU", "CPU actors on request", "as asked"],
+)
+def test_actors_are_one_per_gpu_else_cpu_shares(resources, actors, device, plan):
+    assert plan_actors(resources, actors, 2, device) == plan
+
+
+def test_more_actors_than_the_cluster_holds_are_refused():
+    with pytest.raises(InvalidOptionError, match=r"--actors 3: the Ray cluster has 2 GPU\(s\)"):
+        plan_actors({"CPU": 8, "GPU": 2}, 3, 1, None)
+    with pytest.raises(InvalidOptionError, match=r"needs 6 CPUs; the Ray cluster has 4"):
+        plan_actors({"CPU": 4}, 3, 2, None)
+    with pytest.raises(InvalidOptionError, match="has no GPU"):
+        plan_actors({"CPU": 4}, None, 1, "cuda")
