@@ -37,7 +37,7 @@ def count_forward_calls(upsampler: BackgroundUpsampler) -> list[int]:
     def hook(*_):
         calls[0] += 1
 
-    upsampler._upsampler.model.register_forward_hook(hook)
+    upsampler.network.register_forward_hook(hook)
     return calls
 
 
@@ -54,7 +54,7 @@ def test_tiles_are_used_and_match_one_pass(checkpoint, tiled):
     assert out_tiled.shape == (16, 32, 3) and out_tiled.dtype == np.uint8
     # The 40 px tile overlap covers this whole image, so every tile saw everything: same pixels.
     np.testing.assert_array_equal(out_tiled, out_whole)
-    assert next(tiled._upsampler.model.parameters()).dtype == torch.float32  # no half precision on CPU
+    assert next(tiled.network.parameters()).dtype == torch.float32  # no half precision on CPU
 
 
 def test_output_size_follows_outscale_for_odd_sizes(tiled):

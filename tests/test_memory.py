@@ -31,12 +31,13 @@ def _grows_while_the_caller_lives(work: Callable[[], object]) -> float:
 
     def call_then_live_on() -> None:
         work()
-        # Freed tensors the C library keeps in its arenas depend on what ran before; only what the thread itself
-        # still holds is measured.
+        # Freed blocks the C library keeps in its arenas depend on what ran before (so both readings are taken
+        # trimmed): only what the thread itself still holds is measured.
         release_freed_memory()
         done.set()
         release.wait()
 
+    release_freed_memory()
     before = _resident_mb()
     caller = threading.Thread(target=call_then_live_on)
     caller.start()

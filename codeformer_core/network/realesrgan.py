@@ -60,6 +60,11 @@ class BackgroundUpsampler:
         )
         return cls(upsampler, tile)
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The loaded RRDBNet, on its device."""
+        return self._upsampler.model
+
     def upsample(self, image: BGRImage, outscale: float) -> BGRImage:
         """`image` enlarged by `outscale` (0 < outscale <= 4): the network's x2, then a Lanczos resize to
         (int(w * outscale), int(h * outscale)) when outscale is not 2. BGR uint8 in and out."""
