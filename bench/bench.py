@@ -3,10 +3,10 @@
     .venv/bin/python bench/bench.py [--quick] [--repeat N] [--device cpu|cuda] [--write]
 
 Prints a markdown table (baseline seconds, ours, ratio, target, pass/fail) and with --write saves it as
-bench/results-<device>.md. Each measurement runs in a child process of its own (this script with --child), so each
-path's peak RSS is its own and no path inherits another's warm caches; children of the two paths alternate, and a
-time is the minimum over --repeat children. The reference path is in reference_path.py, the weights in
-bench_weights.py. Not a test: CI times nothing.
+bench/results-cpu.md (results-bench-cuda.md on a GPU: results-cuda.md is the GPU check's). Each measurement runs
+in a child process of its own (this script with --child), so each path's peak RSS is its own and no path inherits
+another's warm caches; children of the two paths alternate, and a time is the minimum over --repeat children. The
+reference path is in reference_path.py, the weights in bench_weights.py. Not a test: CI times nothing.
 """
 
 import argparse
@@ -475,7 +475,7 @@ def publish(text: str, args: argparse.Namespace, results_file: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_run_arguments(parser, "results-<device>.md (cuda: fast mode is fp16)")
+    add_run_arguments(parser, "results-cpu.md, or results-bench-cuda.md (cuda: fast mode is fp16)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--faces", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -486,7 +486,10 @@ def main() -> None:
     load_start = os.getloadavg()
     weights_dir = ensure_bench_weights(args.weights_dir or default_cache_dir())
     results = run_kinds(QUICK_KINDS if args.quick else ALL_KINDS, args, weights_dir)
-    publish(report(results, args, load_start), args, f"results-{torch.device(args.device).type}.md")
+    # results-cuda.md is the GPU check's (bench/gpu_check): this script's CUDA table has a name of its own.
+    device = torch.device(args.device).type
+    results_file = "results-cpu.md" if device == "cpu" else f"results-bench-{device}.md"
+    publish(report(results, args, load_start), args, results_file)
 
 
 if __name__ == "__main__":
