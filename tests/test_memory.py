@@ -6,6 +6,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -25,15 +26,23 @@ def _resident_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _grows_while_the_caller_lives(work: Callable[[], object]) -> float:
-    """MB of resident memory a thread that ran `work` (and dropped its result) still holds while it lives on."""
+def _wait_until_ended(native_ids: list[int]) -> None:
+    """Returns once these threads are gone from the process. Why: `join` returns when a thread's Python code is done,
+    before its C++ thread-local destructors run (NNPACK frees its workspace there), so a reading taken right after
+    a join may still hold the workspace, and the next reading would see it vanish."""
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/self/task/{native_id}") for native_id in native_ids):
+        assert time.monotonic() < deadline, f"threads {native_ids} still running after 10 s"
+        time.sleep(0.005)
+
+
+def _grows_while_the_caller_lives(work: Callable[[], object], ran_on: list[int]) -> float:
+    """MB of resident memory a thread that ran `work` (and dropped its result) still holds while it lives on.
+    `ran_on` collects the native ids of the threads `work` ran on: those but the caller must have ended."""
     done, release = threading.Event(), threading.Event()
 
     def call_then_live_on() -> None:
         work()
-        # Freed blocks the C library keeps in its arenas depend on what ran before (so both readings are taken
-        # trimmed): only what the thread itself still holds is measured.
-        release_freed_memory()
         done.set()
         release.wait()
 
@@ -42,18 +51,24 @@ def _grows_while_the_caller_lives(work: Callable[[], object]) -> float:
     caller = threading.Thread(target=call_then_live_on)
     caller.start()
     done.wait()
+    _wait_until_ended([native_id for native_id in ran_on if native_id != caller.native_id])
+    # Freed blocks the C library keeps in its arenas depend on what ran before (so both readings are taken
+    # trimmed): only what the thread itself still holds is measured.
+    release_freed_memory()
     grown = _resident_mb() - before
     release.set()
     caller.join()
+    _wait_until_ended([caller.native_id])
     return grown
 
 
-def _convolver(channels: int, side: int) -> Callable[[], torch.Tensor]:
+def _convolver(channels: int, side: int, ran_on: list[int]) -> Callable[[], torch.Tensor]:
     holder = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1))
     assert use_fast_cpu_convolutions(holder) == 1
     x = torch.randn(1, channels, side, side)
 
     def convolve() -> torch.Tensor:
+        ran_on.append(threading.get_native_id())
         with torch.inference_mode():
             return holder(x)
 
@@ -63,9 +78,10 @@ def _convolver(channels: int, side: int) -> Callable[[], torch.Tensor]:
 @needs_proc
 @pytest.mark.skipif(not nnpack_available(), reason="this torch build has no NNPACK")
 def test_a_stage_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread() -> None:
-    convolve = _convolver(128, 256)  # NNPACK's workspace for 128 channels at 256 px: ~110 MB
-    kept = _grows_while_the_caller_lives(convolve)
-    released = _grows_while_the_caller_lives(lambda: on_own_thread(convolve))
+    ran_on: list[int] = []
+    convolve = _convolver(128, 256, ran_on)  # NNPACK's workspace for 128 channels at 256 px: ~110 MB
+    kept = _grows_while_the_caller_lives(convolve, ran_on)
+    released = _grows_while_the_caller_lives(lambda: on_own_thread(convolve), ran_on)
     assert kept > 60
     assert released < kept / 4
 
@@ -74,7 +90,8 @@ def test_a_stage_on_its_own_thread_leaves_no_workspace_behind_in_a_living_thread
 @pytest.mark.skipif(not nnpack_available(), reason="this torch build has no NNPACK")
 def test_the_workspace_a_thread_keeps_is_bounded_by_the_limit() -> None:
     # Whole, 128 -> 128 channels at 384 px would need 64 x 64 tiles x 64 floats x 256 channels = 268 MB.
-    kept = _grows_while_the_caller_lives(_convolver(128, 384))
+    ran_on: list[int] = []
+    kept = _grows_while_the_caller_lives(_convolver(128, 384, ran_on), ran_on)
     assert kept < cpu_convolutions.WORKSPACE_LIMIT / 2**20 + 20
 
 
