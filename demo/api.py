@@ -35,9 +35,9 @@ class ApiResult(NamedTuple):
     report: Any
 
 
-def build_api_endpoints(pipeline: ImageRestorer) -> None:
+def build_api_endpoints(pipeline: ImageRestorer, files: RequestFiles) -> None:
     """The hidden widgets and the three endpoints; call inside a gr.Blocks."""
-    api = ApiHandlers(pipeline)
+    api = ApiHandlers(pipeline, files)
     with gr.Column(visible=False):
         image = gr.File(type="binary", label="image")
         mask = gr.File(type="binary", label="mask")
@@ -63,11 +63,11 @@ def build_api_endpoints(pipeline: ImageRestorer) -> None:
 
 
 class ApiHandlers:
-    """The functions behind the endpoints; one instance per app, sharing the app's Pipeline."""
+    """The functions behind the endpoints; one per app, sharing its Pipeline and RequestFiles."""
 
-    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles) -> None:
         self.pipeline = pipeline
-        self.files = files if files is not None else RequestFiles()
+        self.files = files
 
     def restore(
         self,

@@ -28,9 +28,9 @@ class BatchResult(NamedTuple):
     status: Any  # the summary, one line per file that failed
 
 
-def build_batch_tab(pipeline: ImageRestorer) -> None:
+def build_batch_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
     """The Batch tab's widgets and its event (API name /batch); call inside a gr.Blocks."""
-    handler = BatchHandler(pipeline)
+    handler = BatchHandler(pipeline, files)
     with gr.Tab("Batch"):
         with gr.Row():
             with gr.Column():
@@ -52,11 +52,11 @@ def build_batch_tab(pipeline: ImageRestorer) -> None:
 
 
 class BatchHandler:
-    """The function behind the Batch tab and /batch; one instance per app, sharing the app's Pipeline."""
+    """The function behind the Batch tab and /batch; one per app, sharing its Pipeline and RequestFiles."""
 
-    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles) -> None:
         self.pipeline = pipeline
-        self.files = files if files is not None else RequestFiles()
+        self.files = files
 
     def run(
         self,

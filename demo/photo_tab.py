@@ -68,9 +68,9 @@ class PhotoResult(NamedTuple):
     sweep: Any
 
 
-def build_photo_tab(pipeline: ImageRestorer) -> None:
+def build_photo_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
     """The Photo tab's widgets and events; call inside a gr.Blocks."""
-    page = PhotoPage(pipeline)
+    page = PhotoPage(pipeline, files)
     with gr.Tab("Photo"):
         with gr.Row():
             with gr.Column():
@@ -145,11 +145,11 @@ def _wire_face_panel(page: "PhotoPage", outputs: PhotoResult, panel: FacePanel, 
 
 
 class PhotoPage:
-    """The functions behind the Photo tab; one instance per app, sharing the app's Pipeline."""
+    """The functions behind the Photo tab; one per app, sharing its Pipeline and RequestFiles."""
 
-    def __init__(self, pipeline: ImageRestorer, files: RequestFiles | None = None) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles) -> None:
         self.pipeline = pipeline
-        self.files = files if files is not None else RequestFiles()
+        self.files = files
 
     def run_photo(
         self,

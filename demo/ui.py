@@ -13,6 +13,7 @@ from codeformer_core.settings import Settings
 from .api import build_api_endpoints
 from .batch_tab import build_batch_tab
 from .notices import missing_weights_notice
+from .outputs import RequestFiles
 from .photo_tab import build_photo_tab
 from .video_tab import build_video_tab
 
@@ -38,11 +39,12 @@ def build_demo(
         if profile is not None:
             gr.Markdown(profile.summary(), elem_id="hardware")
         weights_notice = gr.Markdown(visible=False, elem_id="weights-notice")
-        build_photo_tab(pipeline)
-        build_batch_tab(pipeline)
-        build_video_tab(pipeline, max_seconds=settings.max_video_seconds)
+        files = RequestFiles()
+        build_photo_tab(pipeline, files)
+        build_batch_tab(pipeline, files)
+        build_video_tab(pipeline, files, max_seconds=settings.max_video_seconds)
         gr.Markdown(API_HELP)
-        build_api_endpoints(pipeline)
+        build_api_endpoints(pipeline, files)
         demo.load(
             lambda: _notice_update(pipeline), inputs=None, outputs=weights_notice, api_visibility="private", queue=False
         )

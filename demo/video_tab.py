@@ -28,10 +28,10 @@ class VideoResult(NamedTuple):
     status: Any
 
 
-def build_video_tab(pipeline: ImageRestorer, *, max_seconds: float | None) -> None:
+def build_video_tab(pipeline: ImageRestorer, files: RequestFiles, *, max_seconds: float | None) -> None:
     """The Video tab's widgets and its event (API name /video); call inside a gr.Blocks. max_seconds: the longest
     video accepted (None: any length)."""
-    handler = VideoHandler(pipeline, max_seconds=max_seconds)
+    handler = VideoHandler(pipeline, files, max_seconds=max_seconds)
     limit = f"up to {handler.max_seconds:g} s long" if handler.max_seconds else "of any length"
     with gr.Tab("Video"):
         gr.Markdown(
@@ -57,14 +57,12 @@ def build_video_tab(pipeline: ImageRestorer, *, max_seconds: float | None) -> No
 
 
 class VideoHandler:
-    """The function behind the Video tab and /video; one instance per app, sharing the app's Pipeline."""
+    """The function behind the Video tab and /video; one per app, sharing its Pipeline and RequestFiles."""
 
-    def __init__(
-        self, pipeline: ImageRestorer, *, max_seconds: float | None, files: RequestFiles | None = None
-    ) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles, *, max_seconds: float | None) -> None:
         self.pipeline = pipeline
         self.max_seconds = max_seconds
-        self.files = files if files is not None else RequestFiles()
+        self.files = files
 
     def run(
         self,

@@ -19,6 +19,7 @@ from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
 from demo.batch_tab import BatchHandler, build_batch_tab
+from demo.outputs import RequestFiles
 
 from .conftest import SAMPLES
 
@@ -131,11 +132,11 @@ def test_cli_collects_photos_and_videos_from_folders(tmp_path):
 
 def test_the_batch_tab_serves_batch_and_lists_each_bad_upload(weightless_pipeline, tmp_path):
     with gr.Blocks() as page:
-        build_batch_tab(weightless_pipeline)
+        build_batch_tab(weightless_pipeline, RequestFiles())
     assert "batch" in {fn.api_name for fn in page.fns.values()}
     upload = tmp_path / "scan.png"
     upload.write_bytes(NOT_AN_IMAGE)
-    handler = BatchHandler(weightless_pipeline)
+    handler = BatchHandler(weightless_pipeline, RequestFiles())
     settings = ("restore", 0.5, 2, False, False, False, "dlib", False)
 
     gallery, archive, status = handler.run([str(upload)], *settings)

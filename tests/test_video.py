@@ -17,6 +17,7 @@ from codeformer_core import cli
 from codeformer_core.errors import InvalidImageError, InvalidOptionError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.video import probe_video, restore_video
+from demo.outputs import RequestFiles
 from demo.video_tab import VideoHandler, build_video_tab, format_duration
 
 from .conftest import SAMPLES
@@ -221,11 +222,11 @@ def test_cli_writes_a_video_input_as_stem_mp4(tmp_path, monkeypatch, capsys):
 
 def test_the_video_tab_serves_video_and_shows_the_limit_as_an_error(weightless_pipeline, tmp_path):
     with gr.Blocks() as page:
-        build_video_tab(weightless_pipeline, max_seconds=60.0)
+        build_video_tab(weightless_pipeline, RequestFiles(), max_seconds=60.0)
     assert "video" in {fn.api_name for fn in page.fns.values()}
     clip = write_clip(tmp_path / "party.webm", faceless_frames(6, 64, 48), audio=False, codec="libvpx-vp9",
                       quality=None)  # fmt: skip
-    handler = VideoHandler(weightless_pipeline, max_seconds=0.5)
+    handler = VideoHandler(weightless_pipeline, RequestFiles(), max_seconds=0.5)
     settings = ("restore", 0.5, 1, False, False, "dlib", False)
 
     with pytest.raises(gr.Error, match=r"'party.webm' is 0.6 s long, 6 frames; the limit is 0.5 s"):

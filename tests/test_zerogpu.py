@@ -25,6 +25,7 @@ from codeformer_core.settings import HubSettings
 from codeformer_core.video import restore_video
 from codeformer_core.weights import WeightStore
 from demo.batch_tab import BatchHandler
+from demo.outputs import RequestFiles
 from demo.zerogpu import (
     FACES_PER_VIDEO_FRAME,
     MAX_CALL_SECONDS,
@@ -157,7 +158,7 @@ def test_a_batch_is_one_gpu_call_per_photo(pipeline, spaces_stand_in, runs_insid
     restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
     photos = [str(SAMPLES / "aligned" / name) for name in ("0240.png", "0342.png")]
 
-    result = BatchHandler(restorer).run(photos, "restore", 0.5, 1, True, False, False, "dlib", False)
+    result = BatchHandler(restorer, RequestFiles()).run(photos, "restore", 0.5, 1, True, False, False, "dlib", False)
 
     assert len(result.gallery) == 2 and result.archive is not None
     assert [name for name, _ in spaces_stand_in.calls] == ["_run", "_run"] and runs_inside == [True, True]
