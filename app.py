@@ -1,4 +1,6 @@
-"""Serve the CodeFormer web app: `python app.py [--host H] [--port P] [--share] [--device D] [--weights-dir DIR]`.
+"""Serve the CodeFormer web app:
+`python app.py [--host H] [--port P] [--share] [--device D] [--backend B] [--weights-dir DIR] [--max-queue N]
+[--concurrency N]`.
 
 With no arguments this is what a Hugging Face Space runs. `main()` reads the settings, decides what the hardware
 can do (shown in the page), and builds the engine and the page; importing this module loads nothing. Locally each
@@ -25,6 +27,7 @@ from codeformer_core.pipeline import ImageRestorer, Pipeline
 from codeformer_core.settings import BACKENDS, Settings
 from demo import build_demo
 from demo.notices import LIKELY_REQUESTS
+from demo.zerogpu import zero_gpu_restorer
 
 DEFAULT_MAX_QUEUE = 16
 SHARE_CHECK_TIMEOUT = 5.0
@@ -140,8 +143,6 @@ def app_restorer(pipeline: Pipeline, settings: Settings) -> ImageRestorer:
     """The pipeline itself, or on ZeroGPU the pipeline behind `spaces.GPU` calls."""
     if not settings.zero_gpu:
         return pipeline
-    from demo.zerogpu import zero_gpu_restorer
-
     return zero_gpu_restorer(pipeline)
 
 

@@ -1,4 +1,5 @@
-"""The Gradio app around the shared engine: `build_demo(pipeline)` returns the page; `app.py` serves it."""
+"""The Gradio app around the shared engine: `build_demo(restorer, settings, profile)` returns the page; `app.py` serves
+it."""
 
 from .ui import build_demo
 

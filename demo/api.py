@@ -1,7 +1,8 @@
 """The named endpoints /restore, /colorize and /inpaint for `gradio_client`.
 
-Their widgets are never shown: they only give the endpoints their parameter names and types. Images arrive as
-bytes so that `codeformer_core.images` is the only decoder that sees them. /restore's face choices come last, with
+Their widgets are never shown: they only give the endpoints their types, defaults and labels (Gradio takes the
+parameter names from the handlers' signatures). Images arrive as bytes so that `codeformer_core.images` is the only
+decoder that sees them. /restore's face choices come last, with
 defaults, so clients written before them keep working.
 """
 

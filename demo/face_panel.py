@@ -1,9 +1,10 @@
 """The Photo tab's face-by-face controls: which faces to restore, one face's own fidelity, and that face side by side
 at several w.
 
-Every change re-renders the last photo from what the pipeline kept of it: leaving a face out or putting it back
-runs only the paste-back, a face's new w decodes that face alone, and the comparison encodes nothing the run has
-not already encoded. Faces are numbered from 0, as the report, the API and the CLI number them.
+Every change re-renders the last photo from what the pipeline kept of it, so usually leaving a face out or putting
+it back runs only the paste-back, a face's new w decodes that face alone, and the comparison encodes nothing the run
+has not already encoded (on ZeroGPU a call's process is not always the one that kept it: see `zerogpu.py`).
+Faces are numbered from 0, as the report, the API and the CLI number them.
 """
 
 from pathlib import Path
@@ -35,7 +36,7 @@ def build_face_panel() -> tuple[FacePanel, gr.Button]:
     with gr.Group(visible=False) as panel:
         faces_to_restore = gr.CheckboxGroup(
             label="Faces to restore", elem_id="faces-to-restore",
-            info="Untick a face to keep its original pixels: only the paste-back runs again.",
+            info="Untick a face to keep its original pixels: usually only the paste-back runs again.",
         )  # fmt: skip
         face_to_adjust = gr.Radio(label="Face to adjust (or click it above)", elem_id="face-to-adjust")
         with gr.Column() as fidelity_controls:

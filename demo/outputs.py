@@ -6,6 +6,7 @@ name reaches the file system. Gradio copies every file a handler returns into it
 than `keep_seconds` are removed when a later request starts, and the whole root when the process exits.
 """
 
+import os
 import shutil
 import tempfile
 import time
@@ -28,6 +29,12 @@ class RequestFiles:
         directory = self.root / uuid.uuid4().hex
         directory.mkdir()
         return directory
+
+    def keep_alive(self, directory: Path) -> None:
+        """Mark `directory` as still in use: old directories are found by their age, and a request that keeps
+        writing for longer than `keep_seconds` (a long video) must not lose its directory to a later request's
+        sweep. Call it as the request makes progress."""
+        os.utime(directory)
 
     def _remove_old(self) -> None:
         cutoff = time.time() - self.keep_seconds

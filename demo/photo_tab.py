@@ -1,7 +1,7 @@
 """The Photo tab: one photo, a task, the fidelity slider, and the result beside the input.
 
-Moving the slider after a run re-renders the last photo from what the pipeline kept of it, so only the decoder and
-the paste-back run again; the face-by-face panel (`face_panel.py`) re-renders the same way, face by face.
+Moving the slider after a run re-renders the last photo from what the pipeline kept of it, so usually only the
+decoder and the paste-back run again; the face-by-face panel (`face_panel.py`) re-renders the same way, face by face.
 """
 
 import dataclasses
@@ -17,7 +17,6 @@ from codeformer_core.pipeline import SWEEP_FIDELITIES, ImageRestorer
 
 from .examples import bundled_examples
 from .face_panel import (
-    FacePanel,
     build_face_panel,
     face_captions,
     face_fidelity_update,
@@ -84,7 +83,7 @@ def build_photo_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
                 )
                 fidelity = gr.Slider(0, 1, value=0.5, step=0.05, label="Fidelity (w)", elem_id="fidelity",
                                      info="0 favours quality, 1 stays closest to the input. Moving it after a run "
-                                          "re-renders the result without detecting or encoding again.")
+                                          "re-renders the result, usually without detecting or encoding again.")
                 with gr.Accordion("Options", open=True):
                     options = option_widgets(None, aligned=True, upscale=2)
                     upscale, aligned = options[:2]
@@ -123,24 +122,26 @@ def build_photo_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
         page.change_fidelity, inputs=[fidelity, outputs.face_to_adjust, outputs.last_run], outputs=list(outputs),
         api_visibility="private", concurrency_id=PIPELINE_GROUP, show_progress_on=[outputs.before_after],
     )
-    _wire_face_panel(page, outputs, face_panel, compare)
+    _wire_face_panel(page, outputs, compare)
 
 
-def _wire_face_panel(page: "PhotoPage", outputs: PhotoResult, panel: FacePanel, compare: gr.Button) -> None:
+def _wire_face_panel(page: "PhotoPage", outputs: PhotoResult, compare: gr.Button) -> None:
     """Re-renders run in the pipeline's concurrency group; picking a face only updates the panel."""
     rerender = dict(
         outputs=list(outputs), api_visibility="private", concurrency_id=PIPELINE_GROUP,
         show_progress_on=[outputs.before_after],
     )  # fmt: skip
-    chosen, last_run = panel.face_to_adjust, outputs.last_run
-    panel.faces_to_restore.input(page.choose_faces, inputs=[panel.faces_to_restore, chosen, last_run], **rerender)
-    panel.face_fidelity.release(page.change_face_fidelity, inputs=[panel.face_fidelity, chosen, last_run], **rerender)
-    panel.sweep.select(page.pick_swept, inputs=[chosen, last_run], **rerender)
-    picked = [panel.face_to_adjust, panel.face_fidelity, panel.sweep]
+    chosen, last_run = outputs.face_to_adjust, outputs.last_run
+    outputs.faces_to_restore.input(page.choose_faces, inputs=[outputs.faces_to_restore, chosen, last_run], **rerender)
+    outputs.face_fidelity.release(
+        page.change_face_fidelity, inputs=[outputs.face_fidelity, chosen, last_run], **rerender
+    )  # fmt: skip
+    outputs.sweep.select(page.pick_swept, inputs=[chosen, last_run], **rerender)
+    picked = [outputs.face_to_adjust, outputs.face_fidelity, outputs.sweep]
     outputs.faces.select(page.pick_face, inputs=[last_run], outputs=picked, api_visibility="private", queue=False)
-    panel.face_to_adjust.input(page.show_face, inputs=[chosen, last_run], outputs=picked[1:],
-                               api_visibility="private", queue=False)  # fmt: skip
-    compare.click(page.compare, inputs=[chosen, last_run], outputs=[panel.sweep], api_visibility="private",
+    outputs.face_to_adjust.input(page.show_face, inputs=[chosen, last_run], outputs=picked[1:],
+                                 api_visibility="private", queue=False)  # fmt: skip
+    compare.click(page.compare, inputs=[chosen, last_run], outputs=[outputs.sweep], api_visibility="private",
                   concurrency_id=PIPELINE_GROUP)  # fmt: skip
 
 
@@ -180,8 +181,8 @@ class PhotoPage:
         self, fidelity: float, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
     ) -> PhotoResult:
         """The fidelity slider moved: re-render the last restore at the new w (faces with a w of their own keep
-        it). The pipeline keeps that image's detections and encoding, so only the decoder and the paste-back run
-        again (the report says so)."""
+        it). The pipeline usually keeps that image's detections and encoding, so only the decoder and the paste-back
+        run again (the report says so)."""
         if last_run is None or last_run.options.task != "restore":
             return _nothing_to_do()
         return self._rerender(last_run, chosen, progress, fidelity=fidelity)
@@ -193,19 +194,25 @@ class PhotoPage:
         if last_run is None:
             return _nothing_to_do()
         skipped = tuple(index for index in range(last_run.face_count) if index not in restored)
-        return self._rerender(last_run, chosen, progress, only_faces=None, skip_faces=skipped)
+        return self._rerender(last_run, chosen, progress, skip_faces=skipped)
 
     def change_face_fidelity(
         self, w: float, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
     ) -> PhotoResult:
-        """The chosen face's own slider moved: that face alone is decoded again."""
-        return self._give_face_fidelity(last_run, chosen, w, progress)
+        """The chosen face's own slider moved (or a w picked in the comparison): that face alone is decoded again,
+        and a face left out is put back, since a w was asked for it."""
+        if last_run is None or chosen is None:
+            return _nothing_to_do()
+        face, options = int(chosen), last_run.options
+        skipped = tuple(index for index in options.skip_faces if index != face)
+        own = with_own_fidelity(options, face, w)
+        return self._rerender(last_run, face, progress, face_fidelities=own, skip_faces=skipped)
 
     def pick_swept(
         self, chosen: int | None, last_run: LastRun | None, picked: gr.SelectData, progress: gr.Progress = gr.Progress()
     ) -> PhotoResult:
         """A face in the comparison clicked: the chosen face takes that w (decoded already, by the comparison)."""
-        return self._give_face_fidelity(last_run, chosen, SWEEP_FIDELITIES[picked.index], progress)
+        return self.change_face_fidelity(SWEEP_FIDELITIES[picked.index], chosen, last_run, progress)
 
     def pick_face(self, last_run: LastRun | None, picked: gr.SelectData) -> tuple[Any, Any, Any]:
         """A face clicked in the gallery: it becomes the face to adjust (its radio, its slider; no comparison yet)."""
@@ -228,17 +235,6 @@ class PhotoPage:
                 last_run.image, last_run.options, int(chosen), progress=progress_callback(progress)
             )
             return sweep_gallery(sweep, self.files.new_request())
-
-    def _give_face_fidelity(
-        self, last_run: LastRun | None, chosen: int | None, w: float, progress: gr.Progress
-    ) -> PhotoResult:
-        """Face `chosen` at its own w; a face left out is put back, since a w was asked for it."""
-        if last_run is None or chosen is None:
-            return _nothing_to_do()
-        face, options = int(chosen), last_run.options
-        skipped = tuple(index for index in options.skip_faces if index != face)
-        own = with_own_fidelity(options, face, w)
-        return self._rerender(last_run, face, progress, face_fidelities=own, skip_faces=skipped)
 
     def _rerender(
         self, last_run: LastRun, chosen: int | None, progress: gr.Progress, **changes: Any

@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from codeformer_core.errors import CodeFormerError
+from codeformer_core.faces.inpaint import hole_mask
 from codeformer_core.images import LoadedImage, finish_output, read_image, read_image_array, write_png
 from codeformer_core.layouts import Mask
 from codeformer_core.options import RestoreOptions
@@ -104,7 +105,7 @@ def editor_image_and_mask(value: dict[str, Any]) -> tuple[LoadedImage, Mask]:
     with user_errors():
         image = read_image_array(background, channel_order="RGB")
     height, width = image.bgr.shape[:2]
-    holes = np.all(image.bgr == 255, axis=2)
+    holes = hole_mask(image.bgr, None).astype(bool)
     for layer in value.get("layers") or []:  # H x W x 4: the editor runs in RGBA mode
         painted = (layer[..., 3] > 0).astype(np.uint8)
         if painted.shape != (height, width):
@@ -115,8 +116,9 @@ def editor_image_and_mask(value: dict[str, Any]) -> tuple[LoadedImage, Mask]:
 
 def require_holes(image: LoadedImage, mask: Mask | None) -> None:
     """Inpainting without a hole would run the network for nothing: say so instead."""
-    has_holes = bool((mask > 0.5).any()) if mask is not None else bool(np.all(image.bgr == 255, axis=2).any())
-    if not has_holes:
+    with user_errors():  # a mask that is not single-channel
+        holes = hole_mask(image.bgr, mask)
+    if not holes.any():
         raise gr.Error(NO_HOLES)
 
 

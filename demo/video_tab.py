@@ -1,10 +1,9 @@
 """The Video tab: every frame's faces restored with the same options; the frame rate and the audio are kept.
 
 Every frame runs through the network (seconds per face per frame on a CPU), so the public app refuses videos
-longer than `CODEFORMER_MAX_VIDEO_SECONDS` (default 60; 0 lifts the limit, for a private install).
+longer than `Settings.max_video_seconds`.
 """
 
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -85,8 +84,7 @@ class VideoHandler:
         destination = directory / f"{safe_stem(Path(video).name) or 'video'}_restored.mp4"
 
         def show(done: int, total: int | None, seconds_left: float | None) -> None:
-            # Old request directories are swept by age: keep this one young while its frames are being written.
-            os.utime(directory)
+            self.files.keep_alive(directory)
             left = f", about {format_duration(seconds_left)} left" if seconds_left is not None else ""
             progress((done, total), desc=f"Frame {done}{f' of {total}' if total else ''}{left}", unit="frames")
 

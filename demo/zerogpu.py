@@ -11,15 +11,16 @@ call is scheduled; a call that runs past it is stopped). So:
 - an engine error inside a call comes back as a value and is raised again outside, so its one-line message
   reaches the visitor (ZeroGPU would report any other exception as a bare "worker error");
 - what a call caches (the encoded faces a new fidelity would reuse) lives in the call's process, which ZeroGPU
-  reuses only sometimes: a new fidelity may run the whole pipeline, well under a second per face on a GPU.
+  reuses only sometimes: a new fidelity may run the whole pipeline again.
 
 Durations follow the rule in `run_seconds`, from the request's size; the figures are on paper until the GPU check
 measures them, and deliberately generous, since a call that outlives its duration is lost.
 """
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from codeformer_core.errors import CodeFormerError
 from codeformer_core.faces.detection import DetectedFace
@@ -30,9 +31,9 @@ from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline, Progress
 from codeformer_core.report import FidelitySweep, RestoreResult
 
 SETUP_SECONDS = 10.0
-"""Attaching a GPU to the call and moving the preloaded models (~1.4 GB) onto it."""
+"""Attaching a GPU to the call and moving the preloaded models onto it (their size: bench/README.md, Weights)."""
 SECONDS_PER_FACE = 0.5
-"""Network, ParseNet and paste-back for one face: five times what it should take on a GPU."""
+"""Network, ParseNet and paste-back for one face, with a generous margin."""
 SECONDS_PER_OUTPUT_MEGAPIXEL = 0.5
 """Resizing and blending at output size, on the CPU side of the call."""
 REALESRGAN_SECONDS_PER_MEGAPIXEL = 3.0
@@ -47,6 +48,7 @@ MAX_FRAME_BYTES_PER_CALL = 1 << 30
 """Frames of one call cross the process boundary twice (in, and out upscaled): their size is bounded too."""
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 GpuDecorator = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
 """`spaces.GPU`: GPU(duration=seconds or a function of the call's arguments) -> decorator."""
@@ -80,6 +82,20 @@ def sweep_seconds(
 def run_many_seconds(images: Sequence[LoadedImage], options: RestoreOptions) -> int:
     """The GPU seconds for `Pipeline.run_many` (a video's frames): one set-up, every frame's work."""
     return _seconds(SETUP_SECONDS + sum(_work_seconds(image.size, options, FACES_PER_VIDEO_FRAME) for image in images))
+
+
+def _errors_as_values(call: Callable[P, T]) -> Callable[P, T | CodeFormerError]:
+    """`call`, returning an engine error instead of raising it, so that it crosses out of the GPU call and `_raised`
+    raises it again for the visitor."""
+
+    @functools.wraps(call)
+    def returning_errors(*args: P.args, **kwargs: P.kwargs) -> T | CodeFormerError:
+        try:
+            return call(*args, **kwargs)
+        except CodeFormerError as error:
+            return error
+
+    return returning_errors
 
 
 class ZeroGpuRestorer:
@@ -135,20 +151,17 @@ class ZeroGpuRestorer:
     def missing_weights(self, options: RestoreOptions) -> list[str]:
         return self.pipeline.missing_weights(options)
 
+    @_errors_as_values
     def _run(
         self, image: LoadedImage, options: RestoreOptions, mask: Mask | None, faces: list[DetectedFace] | None
-    ) -> RestoreResult | CodeFormerError:
-        try:
-            return self.pipeline.run(image, options, mask=mask, faces=faces)
-        except CodeFormerError as error:
-            return error
+    ) -> RestoreResult:
+        return self.pipeline.run(image, options, mask=mask, faces=faces)
 
-    def _run_many(self, images: list[LoadedImage], options: RestoreOptions) -> list[RestoreResult] | CodeFormerError:
-        try:
-            return self.pipeline.run_many(images, options)
-        except CodeFormerError as error:
-            return error
+    @_errors_as_values
+    def _run_many(self, images: list[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
+        return self.pipeline.run_many(images, options)
 
+    @_errors_as_values
     def _sweep(
         self,
         image: LoadedImage,
@@ -156,15 +169,13 @@ class ZeroGpuRestorer:
         face_index: int,
         fidelities: tuple[float, ...],
         faces: list[DetectedFace] | None,
-    ) -> FidelitySweep | CodeFormerError:
-        try:
-            return self.pipeline.fidelity_sweep(image, options, face_index, fidelities, faces=faces)
-        except CodeFormerError as error:
-            return error
+    ) -> FidelitySweep:
+        return self.pipeline.fidelity_sweep(image, options, face_index, fidelities, faces=faces)
 
 
 def zero_gpu_restorer(pipeline: Pipeline) -> ZeroGpuRestorer:
-    """The pipeline behind the real `spaces.GPU`; import `spaces` (done here) before anything touches CUDA."""
+    """The pipeline behind the real `spaces.GPU`. `spaces` must already have been imported before anything touched
+    CUDA (`app.main` does it first); importing it here only fetches the module."""
     import spaces
 
     return ZeroGpuRestorer(pipeline, spaces.GPU)
