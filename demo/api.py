@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from codeformer_core.layouts import Mask
 from codeformer_core.options import (
     DETECTORS,
     MAX_UPSCALE,
@@ -127,13 +126,17 @@ class ApiHandlers:
         """/inpaint -> (inpainted PNG, report). mask (optional): white marks the holes; without it, the image's
         pure-white pixels are the holes."""
         values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
-        holes = read_mask_upload(mask) if mask is not None else None
-        return self._run(image, holes, make_options("inpaint", 1.0, values), progress)
+        return self._run(image, mask, make_options("inpaint", 1.0, values), progress)
 
-    def _run(self, data: bytes | None, mask: Mask | None, options: RestoreOptions, progress: gr.Progress) -> ApiResult:
+    def _run(
+        self, data: bytes | None, mask_data: bytes | None, options: RestoreOptions, progress: gr.Progress
+    ) -> ApiResult:
+        """The image first (a missing one is the first thing to say), then the mask, then the pipeline."""
         if data is None:
             raise gr.Error(NO_IMAGE)
-        result, files = run_and_write(self.pipeline, self.files, read_upload(data), mask, options, progress)
+        image = read_upload(data)
+        mask = read_mask_upload(mask_data) if mask_data is not None else None
+        result, files = run_and_write(self.pipeline, self.files, image, mask, options, progress)
         return ApiResult(result=str(files.download), report=result.report.summary() + _face_list(result.report))
 
 

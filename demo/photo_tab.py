@@ -38,6 +38,8 @@ from .running import (
 from .widgets import PIPELINE_GROUP, option_widgets
 
 TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize"), ("Inpaint", "inpaint")]
+EXPIRED = "The last photo is no longer kept: press Run again."
+"""The face panel appears only after a run, so its controls without a last run mean the session's state expired."""
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,7 @@ class PhotoPage:
         self, restored: list[int], chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
     ) -> PhotoResult:
         """A face ticked or unticked: the faces are all decoded already, so only the paste-back runs again."""
-        if last_run is None:
-            return _nothing_to_do()
+        last_run = _kept(last_run)
         skipped = tuple(index for index in range(last_run.face_count) if index not in restored)
         return self._rerender(last_run, chosen, progress, skip_faces=skipped)
 
@@ -201,7 +202,8 @@ class PhotoPage:
     ) -> PhotoResult:
         """The chosen face's own slider moved (or a w picked in the comparison): that face alone is decoded again,
         and a face left out is put back, since a w was asked for it."""
-        if last_run is None or chosen is None:
+        last_run = _kept(last_run)
+        if chosen is None:
             return _nothing_to_do()
         face, options = int(chosen), last_run.options
         skipped = tuple(index for index in options.skip_faces if index != face)
@@ -216,19 +218,19 @@ class PhotoPage:
 
     def pick_face(self, last_run: LastRun | None, picked: gr.SelectData) -> tuple[Any, Any, Any]:
         """A face clicked in the gallery: it becomes the face to adjust (its radio, its slider; no comparison yet)."""
-        if last_run is None:
-            return gr.skip(), gr.skip(), gr.skip()
-        return picked.index, *self.show_face(picked.index, last_run)
+        return picked.index, *self.show_face(picked.index, _kept(last_run))
 
     def show_face(self, chosen: int | None, last_run: LastRun | None) -> tuple[Any, Any]:
         """The slider of the face to adjust, and an empty comparison (the one shown was another face's)."""
-        if last_run is None or chosen is None:
+        last_run = _kept(last_run)
+        if chosen is None:
             return gr.skip(), gr.skip()
         return face_fidelity_update(last_run.options, int(chosen)), None
 
     def compare(self, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()) -> Any:
         """The chosen face at each w of SWEEP_FIDELITIES, side by side; the photo is encoded already."""
-        if last_run is None or chosen is None:
+        last_run = _kept(last_run)
+        if chosen is None:
             return gr.skip()
         with user_errors():
             sweep = self.pipeline.fidelity_sweep(
@@ -268,6 +270,13 @@ class PhotoPage:
             **panel_updates(options, result.report, chosen),
             sweep=None if new_photo else gr.skip(),
         )
+
+
+def _kept(last_run: LastRun | None) -> LastRun:
+    """The last run, for a face-panel control; None there means it expired, which the visitor must be told."""
+    if last_run is None:
+        raise gr.Error(EXPIRED, print_exception=False)
+    return last_run
 
 
 def _nothing_to_do() -> PhotoResult:

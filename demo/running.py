@@ -45,12 +45,13 @@ class ResultFiles:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """The engine's refusals as a message in the page (its messages are written for users)."""
+def user_errors(prefix: str = "") -> Iterator[None]:
+    """The engine's refusals as a message in the page (its messages are written for users), after `prefix` when
+    the message alone would not say which input it is about."""
     try:
         yield
     except CodeFormerError as error:
-        raise gr.Error(str(error), print_exception=False) from error
+        raise gr.Error(f"{prefix}{error}", print_exception=False) from error
 
 
 class OptionValues(NamedTuple):
@@ -86,8 +87,11 @@ def read_upload(source: bytes | str | os.PathLike) -> LoadedImage:
 
 
 def read_mask_upload(source: bytes) -> Mask:
-    """A mask file for the API: white (> 127 after conversion to gray) marks the holes."""
-    gray = cv2.cvtColor(read_upload(source).bgr, cv2.COLOR_BGR2GRAY)
+    """A mask file for the API: white (> 127 after conversion to gray) marks the holes. A refusal names the mask,
+    since the same message could be about the image."""
+    with user_errors("mask: "):
+        loaded = read_image(source)
+    gray = cv2.cvtColor(loaded.bgr, cv2.COLOR_BGR2GRAY)
     return (gray > 127).astype(np.float32)
 
 

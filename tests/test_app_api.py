@@ -7,6 +7,7 @@ cases and the handler checks run no network. (Moving the fidelity slider is test
 from pathlib import Path
 
 import cv2
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -17,7 +18,10 @@ from codeformer_core.images import read_image_array
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
+from demo.api import NO_IMAGE, ApiHandlers
 from demo.notices import missing_weights_notice
+from demo.outputs import RequestFiles
+from demo.photo_tab import PhotoPage
 from demo.running import PREVIEW_MAX_SIDE, editor_image_and_mask, preview_pair
 
 from .app_server import running_app
@@ -122,6 +126,44 @@ def test_a_file_that_is_not_an_image_gets_one_line(client, tmp_path):
 def test_inpaint_without_holes_says_what_to_do(client):
     with pytest.raises(AppError, match="There is nothing to inpaint: paint over the damaged parts"):
         client.predict(handle_file(FACE), **aligned_settings(), api_name="/inpaint")
+
+
+def weightless_pipeline(tmp_path: Path) -> Pipeline:
+    """Enough for handlers that refuse before any network runs."""
+    return Pipeline(WeightStore(tmp_path / "no-weights", hub=HubSettings(offline=True)), device="cpu")
+
+
+def test_a_corrupt_mask_is_named_and_a_missing_image_is_said_first(tmp_path):
+    handlers = ApiHandlers(weightless_pipeline(tmp_path), RequestFiles())
+    settings = (1, True, False, False, "retinaface_resnet50", False)
+
+    with pytest.raises(gr.Error) as caught:
+        handlers.inpaint(FACE.read_bytes(), *settings, mask=b"not a picture")
+    assert caught.value.message.startswith("mask: The file is not a PNG, JPEG")
+    with pytest.raises(gr.Error) as caught:
+        handlers.inpaint(None, *settings, mask=b"not a picture")
+    assert caught.value.message == NO_IMAGE
+
+
+def test_face_panel_controls_say_when_the_last_photo_is_no_longer_kept(tmp_path):
+    page = PhotoPage(weightless_pipeline(tmp_path), RequestFiles())
+    picked = gr.SelectData(None, {"index": 0, "value": None})
+    expired = "The last photo is no longer kept: press Run again."
+    controls = [
+        lambda: page.choose_faces([0], 0, None),
+        lambda: page.change_face_fidelity(0.7, 0, None),
+        lambda: page.pick_swept(0, None, picked),
+        lambda: page.pick_face(None, picked),
+        lambda: page.show_face(0, None),
+        lambda: page.compare(0, None),
+    ]
+
+    for control in controls:
+        with pytest.raises(gr.Error) as caught:
+            control()
+        assert caught.value.message == expired
+    # The main slider can move before any run: it stays silent.
+    assert all(update == gr.skip() for update in page.change_fidelity(0.7, None, None))
 
 
 def test_missing_weights_banner_names_the_files_and_both_fixes(tmp_path, monkeypatch):
