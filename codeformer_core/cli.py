@@ -19,6 +19,7 @@ from .errors import CodeFormerError, InvalidOptionError
 from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
 from .images import encode_png, read_image
+from .inputs import VIDEO_SUFFIXES, collect_inputs, nothing_found
 from .layouts import TASKS, Mask
 from .options import (
     BACKGROUNDS,
@@ -31,10 +32,8 @@ from .options import (
 )
 from .pipeline import Pipeline
 from .settings import BACKENDS, Settings
-from .video import VIDEO_SUFFIXES, restore_video
+from .video import restore_video
 from .weights.download_cli import add_download_arguments, run_download
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,20 +106,6 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
     )
 
 
-def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders expanded to their photos and videos (sorted); missing paths become error lines."""
-    files, errors = [], []
-    for path in paths:
-        if path.is_dir():
-            suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes))
-        elif path.is_file():
-            files.append(path)
-        else:
-            errors.append(f"{path}: no such file or folder")
-    return files, errors
-
-
 def run_task(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
@@ -134,7 +119,7 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
-        errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
+        errors.append(nothing_found(args.inputs))
     args.output.mkdir(parents=True, exist_ok=True)
     reports = {}
     for path in tqdm(files, desc=options.task, unit="file", disable=len(files) < 2):
