@@ -6,6 +6,7 @@ succeeded; each failed input gets one line on stderr.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from .errors import CodeFormerError, InvalidOptionError
 from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
 from .images import encode_png, read_image
+from .inputs import VIDEO_SUFFIXES, collect_inputs, nothing_found
 from .layouts import TASKS, Mask
 from .options import (
     BACKGROUNDS,
@@ -31,10 +33,8 @@ from .options import (
 )
 from .pipeline import Pipeline
 from .settings import BACKENDS, Settings
-from .video import VIDEO_SUFFIXES, restore_video
+from .video import restore_video
 from .weights.download_cli import add_download_arguments, run_download
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,23 +107,12 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
     )
 
 
-def collect_inputs(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
-    """Files as given, folders expanded to their photos and videos (sorted); missing paths become error lines."""
-    files, errors = [], []
-    for path in paths:
-        if path.is_dir():
-            suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            files.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes))
-        elif path.is_file():
-            files.append(path)
-        else:
-            errors.append(f"{path}: no such file or folder")
-    return files, errors
-
-
 def run_task(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
+    _check_destinations(args.output, args.json)
+    if args.backend:  # in the settings, so that the Ray actors' pipelines get it too
+        settings = dataclasses.replace(settings, backend=args.backend)
     if args.ray is not None:
         from .cluster.job import run_on_cluster  # Ray is an optional extra, imported only when asked for
 
@@ -131,11 +120,14 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     if args.faces_from and args.aligned:
         raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
     given = _read_faces_report(args.faces_from) if args.faces_from else None
-    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend)
+    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
-        errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
-    args.output.mkdir(parents=True, exist_ok=True)
+        errors.append(nothing_found(args.inputs))
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidOptionError(f"-o {args.output}: the output folder cannot be made ({error}).") from error
     reports = {}
     for path in tqdm(files, desc=options.task, unit="file", disable=len(files) < 2):
         try:
@@ -148,11 +140,23 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
                 reports[str(path)] = _restore_image_file(pipeline, path, options, mask, faces, args.output)
         except CodeFormerError as error:
             errors.append(f"{path}: {error}")
+        except OSError as error:  # its result could not be written (a full disk, a folder in its way): go on
+            errors.append(f"{path}: {error}")
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _check_destinations(output: Path, report: Path | None) -> None:
+    """Refuse, before any work, an output folder that is a file and a --json report whose folder does not exist."""
+    if output.exists() and not output.is_dir():
+        raise InvalidOptionError(f"-o {output}: that is a file, not a folder; name a folder for the results.")
+    if report is not None and not report.parent.is_dir():
+        raise InvalidOptionError(f"--json {report}: the folder {report.parent} does not exist.")
+    if report is not None and report.is_dir():
+        raise InvalidOptionError(f"--json {report}: that is a folder; name the file to write the reports to.")
 
 
 def _read_faces_report(path: Path) -> dict[str, Any]:
@@ -169,7 +173,13 @@ def _faces_for(reports: dict[str, Any], path: Path, source: Path) -> list[Detect
     """The faces the report lists for `path`, matched by the path as given, else by file name."""
     entry = reports.get(str(path))
     if entry is None:
-        entry = next((report for key, report in reports.items() if Path(key).name == path.name), None)
+        named = [key for key in reports if Path(key).name == path.name]
+        if len(named) > 1:
+            raise InvalidOptionError(
+                f"--faces-from {source} lists several photos named {path.name} ({', '.join(named)}); give the input"
+                " by the path the report uses."
+            )
+        entry = reports[named[0]] if named else None
     if entry is None:
         raise InvalidOptionError(f"--faces-from {source} lists no faces for {path.name}.")
     return faces_from_report(entry.get("faces") if isinstance(entry, dict) else entry, f"{source} ({path.name})")

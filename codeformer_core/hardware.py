@@ -13,10 +13,11 @@ import torch
 from .settings import Settings
 
 CPU_CORE_SECONDS_PER_FACE = 20.0
-"""One face through detection, both network halves, parsing and paste-back costs about this much CPU time
-(bench/results-cpu.md: ~10 s per face on 2 cores)."""
+"""CPU time for one face through detection, both network halves, parsing and paste-back, rounded up from the
+measurement in bench/README.md ("Measurements behind the engine's constants")."""
 GPU_SECONDS_PER_FACE = 0.1
-"""On paper until measured: published figures put the network at ~25 ms per face in fp16 on an A10G."""
+"""On paper until measured: a published per-face figure for the network (bench/README.md, as above) with room for
+the work around it."""
 GPU_GIB_PER_REQUEST = 4.0
 """On paper: one request's peak (four faces batched in float32, ParseNet at 512 px, a Real-ESRGAN tile) stays
 under this, so a GPU runs total memory / this many requests at once."""

@@ -35,8 +35,9 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_WORKING_SIDE = 4096
 """Longest side the pipeline works at; larger images are reduced by `fit_working_size`."""
 MIN_WORKING_SHORT_SIDE = 512
-"""A whole photo whose shorter side is below this is enlarged to it before faces are found, as the official helper
-does (`read_image`): each restored 512-px face then lands near its own resolution instead of being shrunk."""
+"""A whole photo whose shorter side is below this is enlarged to it before faces are found, as the official
+scripts' `FaceRestoreHelper.read_image` does (facexlib's, copied into CodeFormer's facelib): each restored 512-px
+face then lands near its own resolution instead of being shrunk."""
 MIN_SIDE = 16
 """Below this no face is big enough to detect, let alone restore."""
 GRAY_THRESHOLD = 10.0
@@ -145,14 +146,7 @@ def fit_working_size(image: LoadedImage, max_side: int = DEFAULT_WORKING_SIDE) -
         f"The image is {width}x{height}, above the {max_side}-pixel working size:"
         f" it was processed at {new_size[0]}x{new_size[1]} (scale {scale:.3f})."
     )
-    alpha = None if image.alpha is None else cv2.resize(image.alpha, new_size, interpolation=cv2.INTER_AREA)
-    reduced = dataclasses.replace(
-        image,
-        bgr=cv2.resize(image.bgr, new_size, interpolation=cv2.INTER_AREA),
-        alpha=alpha,
-        notes=[*image.notes, note],
-    )
-    return reduced, scale
+    return _resized(image, lambda pixels: cv2.resize(pixels, new_size, interpolation=cv2.INTER_AREA), note), scale
 
 
 def enlarge_small(image: LoadedImage, min_side: int = MIN_WORKING_SHORT_SIDE) -> tuple[LoadedImage, float]:
@@ -164,15 +158,23 @@ def enlarge_small(image: LoadedImage, min_side: int = MIN_WORKING_SHORT_SIDE) ->
     if min(width, height) >= min_side:
         return image, 1.0
     factor = float(min_side) / min(width, height)
-    bgr = cv2.resize(image.bgr, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+    new_size = (round(width * factor), round(height * factor))  # what cv2.resize makes of fx=fy=factor
     note = (
         f"The image is {width}x{height}, below {min_side} pixels on its shorter side: it was enlarged to"
-        f" {bgr.shape[1]}x{bgr.shape[0]} before finding faces, as the official code does, so the restored faces"
+        f" {new_size[0]}x{new_size[1]} before finding faces, as the official code does, so the restored faces"
         " keep their detail."
     )
-    alpha = None if image.alpha is None else cv2.resize(image.alpha, (bgr.shape[1], bgr.shape[0]),
-                                                        interpolation=cv2.INTER_LINEAR)
-    return dataclasses.replace(image, bgr=bgr, alpha=alpha, notes=[*image.notes, note]), factor
+
+    def resize(pixels: np.ndarray) -> np.ndarray:
+        return cv2.resize(pixels, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
+
+    return _resized(image, resize, note), factor
+
+
+def _resized(image: LoadedImage, resize: Callable[[np.ndarray], np.ndarray], note: str) -> LoadedImage:
+    """`image` and its alpha through the same `resize`, with `note` added to its notes."""
+    alpha = None if image.alpha is None else resize(image.alpha)
+    return dataclasses.replace(image, bgr=resize(image.bgr), alpha=alpha, notes=[*image.notes, note])
 
 
 def finish_output(bgr: BGRImage, original: LoadedImage) -> np.ndarray:

@@ -63,7 +63,7 @@ def _items(text: str) -> list[str]:
 
 
 def _face_index(text: str, name: str) -> int:
-    if not text.strip().isdigit():
+    if not text.strip().isdecimal():  # isdigit would pass '²', which int() refuses
         raise InvalidOptionError(f"{name}: a face is given by its index in the report (0, 1, ...); got {text!r}")
     return int(text)
 

@@ -22,6 +22,7 @@ BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
 DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
 """The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
 found by name, so its folder layout does not matter; a file it lacks comes from the official release URL."""
+DEFAULT_HUB_REVISION = "main"
 DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_WEIGHTS_DIR = Path("weights")
 DEFAULT_MAX_VIDEO_SECONDS = 60.0
@@ -50,7 +51,7 @@ class HubSettings:
     """
 
     repo: str = DEFAULT_HUB_REPO
-    revision: str = "main"
+    revision: str = DEFAULT_HUB_REVISION
     endpoint: str = DEFAULT_HUB_ENDPOINT
     cache_dir: Path = field(default_factory=lambda: hub_cache_dir({}))
     offline: bool = False
@@ -58,11 +59,11 @@ class HubSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "HubSettings":
         """CODEFORMER_HUB_REPO, CODEFORMER_HUB_REVISION and huggingface_hub's own HF_ENDPOINT, HF_HOME,
-        HF_HUB_CACHE and HF_HUB_OFFLINE."""
+        HF_HUB_CACHE and HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE, which huggingface_hub also honours)."""
         offline = environ.get("HF_HUB_OFFLINE") or environ.get("TRANSFORMERS_OFFLINE") or ""
         return cls(
             repo=environ.get("CODEFORMER_HUB_REPO") or DEFAULT_HUB_REPO,
-            revision=environ.get("CODEFORMER_HUB_REVISION") or "main",
+            revision=environ.get("CODEFORMER_HUB_REVISION") or DEFAULT_HUB_REVISION,
             endpoint=(environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/"),
             cache_dir=hub_cache_dir(environ),
             offline=_is_true(offline),

@@ -22,7 +22,6 @@ from .pipeline import ImageRestorer
 from .report import Report
 from .video_files import FrameEncoder, VideoInfo, decoded_frames, mux_audio, probe_video
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".webm", ".mkv"})
 VideoProgress = Callable[[int, int | None, float | None], None]
 """progress(frames done, frames in total (None when unknown), estimated seconds left (None when unknown))."""
 

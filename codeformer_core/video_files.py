@@ -36,7 +36,6 @@ class VideoInfo:
     size: tuple[int, int]
     duration: float
     has_audio: bool
-    codec: str
 
     @property
     def processing_fps(self) -> Fraction:
@@ -72,7 +71,6 @@ def probe_video(path: Path) -> VideoInfo:
         size=tuple(meta["size"]),
         duration=duration,
         has_audio="audio_codec" in meta,
-        codec=str(meta.get("codec", "")),
     )
 
 

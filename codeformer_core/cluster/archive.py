@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli import IMAGE_SUFFIXES, collect_inputs
 from ..errors import InvalidImageError, InvalidOptionError
-from ..video import VIDEO_SUFFIXES
+from ..inputs import MEDIA_SUFFIXES, VIDEO_SUFFIXES, collect_inputs
 from ..video_files import probe_video
 
 LIST_SUFFIX = ".txt"
@@ -141,7 +140,7 @@ def _listed(list_file: Path) -> list[Path]:
 
 
 def _is_media(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    return path.suffix.lower() in MEDIA_SUFFIXES
 
 
 def _check_destination(source: Path, destination: Path, taken: dict[Path, Path]) -> None:

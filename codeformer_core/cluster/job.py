@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import CodeFormerError, InvalidOptionError, WeightsError
+from ..inputs import nothing_found
 from ..layouts import Mask
 from ..options import RestoreOptions
 from ..settings import Settings
@@ -53,7 +54,7 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
     started = time.perf_counter()
     plan = plan_job(args.inputs, args.output)
     if not (plan.photos or plan.videos or plan.skipped or plan.errors):
-        plan.errors.append(f"no images or videos found in {', '.join(map(str, args.inputs))}")
+        plan.errors.append(nothing_found(args.inputs))
     args.output.mkdir(parents=True, exist_ok=True)
     summary = JobSummary(options.task, str(args.output), skipped=len(plan.skipped), failed=list(plan.errors))
     summary.leftovers_removed = remove_leftovers(args.output)

@@ -39,6 +39,9 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print("error: export needs the onnx package: pip install -r requirements-onnx.txt", file=sys.stderr)
         return 1
+    if args.output.is_dir():
+        print(f"error: -o {args.output} is a folder; name the .onnx file to write.", file=sys.stderr)
+        return 1
     from .graph_cache import cache_dir, cached_graphs
     from .onnx_export import OFFICIAL_FIDELITY, OPSET, ExportedGraphs, export_checkpoint, input_summary, save_model
     from .onnx_export import single_model as join
@@ -64,7 +67,11 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
             bar.close()
     step(f"joining the graphs and writing {args.output}")
     model = join(graphs, args.weight_type)
-    size = save_model(model, args.output)
+    try:
+        size = save_model(model, args.output)
+    except OSError as error:
+        print(f"error: {args.output} could not be written ({error}).", file=sys.stderr)
+        return 1
     print(
         f"{args.output}: {size / 2**20:.1f} MiB, ONNX opset {OPSET}, inputs {input_summary(model)}; outputs output, "
         f"logits; {args.task}: {OFFICIAL_FIDELITY[args.task]}, AdaIN {'on' if graphs.adain else 'off'}"

@@ -1,9 +1,9 @@
 """Pretrained files from a Hugging Face Hub repo, found by name wherever a mirror keeps them.
 
 Why the file list is fetched here rather than with `HfApi.list_repo_files`: that call retries a dead connection
-with back-off for ~20 s, and `hf_hub_download` retries a failed HEAD with a 60 s timeout when nothing is cached.
-One GET with a 5 s connect timeout tells quickly whether the Hub answers at all; only then is `hf_hub_download`
-asked for the file.
+with back-off, and `hf_hub_download` retries a failed HEAD with a long timeout when nothing is cached, so an
+offline start would wait a long time (bench/README.md, "Measurements behind the engine's constants"). One GET with
+`CONNECT_TIMEOUT` tells quickly whether the Hub answers at all; only then is `hf_hub_download` asked for the file.
 """
 
 import re

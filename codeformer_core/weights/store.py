@@ -6,8 +6,8 @@ Resolution order, per file, once per process:
 3. the Hugging Face Hub (`HubSettings`: endpoint, repo and revision), where the file is found by name in the
    repo's file list, since mirrors keep the files at different paths;
 4. the official release URL (unless `allow_url_fallback=False`).
-Offline (`HubSettings.offline`, from HF_HUB_OFFLINE) only 1 and 2 are tried. `WeightStore.from_settings` takes
-all of it from the process's `Settings`.
+Offline (`HubSettings.offline`, from HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE) only 1 and 2 are tried.
+`WeightStore.from_settings` takes all of it from the process's `Settings`.
 
 Where files end up: huggingface_hub downloads into its own cache, and the store then hard-links the file into the
 weights directory (a copy only when the two are on different filesystems). So the weights directory always holds
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import CorruptWeightsError, WeightsError, WeightsUnavailableError
-from ..settings import HubSettings, Settings
+from ..settings import DEFAULT_WEIGHTS_DIR, HubSettings, Settings
 from .checkpoints import size_problem, verify_download
 from .hub import HubRepo
 from .registry import REGISTRY, WeightFile, weight_file
@@ -56,7 +56,7 @@ class WeightStore:
 
     def __init__(
         self,
-        weights_dir: Path | str = "weights",
+        weights_dir: Path | str = DEFAULT_WEIGHTS_DIR,
         *,
         hub: HubSettings | None = None,
         hub_paths: Mapping[str, str] | None = None,
