@@ -17,8 +17,8 @@ from torch import Tensor
 from ..errors import InvalidOptionError
 from ..export.graph_cache import ensure_graphs
 from ..export.graphs import FACES, LOGITS, LQ_FEAT, OUTPUT, QUANT_FEAT, WEIGHT, skip_name
-from ..layouts import Task
-from ..options import RestoreOptions, check_fidelity
+from ..layouts import Task, task_adain
+from ..options import check_fidelity
 from .codeformer import CONFIGS, check_faces
 from .encoded import EncodedFaces
 from .precision import Precision
@@ -29,8 +29,8 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 Provider = str | tuple[str, dict[str, str]]
 SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 """A run option: ONNX Runtime's CPU arena hands the memory a run grew it by back at the run's end. Why: the arena
-otherwise keeps ~1.3 GB of activations for the process's life, on top of what torch's stages (ParseNet) use next;
-this took a face's peak from ~2.0 to ~1.3 GB at no measurable cost in time (bench/README.md)."""
+otherwise keeps a run's activations for the process's life, on top of what torch's stages (ParseNet) use next;
+shrinking lowered a face's peak memory at no measurable cost in time (bench/README.md)."""
 
 
 class OnnxRuntimeCodeFormer:
@@ -40,7 +40,7 @@ class OnnxRuntimeCodeFormer:
         self, task: Task, encoder: onnxruntime.InferenceSession, decoder: onnxruntime.InferenceSession
     ) -> None:
         self._task = task
-        self.adain = RestoreOptions(task=task).adain
+        self.adain = task_adain(task)
         self.cft_resolutions = CONFIGS[task].cft_resolutions
         self.encoder = encoder
         self.decoder = decoder
@@ -52,8 +52,8 @@ class OnnxRuntimeCodeFormer:
     def from_checkpoint(
         cls, task: Task, checkpoint: Path, cache_dir: Path, device: torch.device
     ) -> "OnnxRuntimeCodeFormer":
-        """Sessions on the graphs of `checkpoint` (exported into `cache_dir` on first use: ~15 s, ~2 GB), placed
-        on `device` as `providers_for` says."""
+        """Sessions on the graphs of `checkpoint` (exported into `cache_dir` on first use; its cost is in
+        bench/README.md), placed on `device` as `providers_for` says."""
         encoder_path, decoder_path = ensure_graphs(task, checkpoint, cache_dir)
         providers = providers_for(device, cache_dir)
         options = onnxruntime.SessionOptions()

@@ -27,6 +27,12 @@ TILE_PAD = 40  # official: overlap that hides tile seams
 MAX_OUTSCALE = 4
 
 
+def x2plus_network() -> RRDBNet:
+    """An RRDBNet shaped as RealESRGAN_x2plus.pth's network, initialised as torch does (call it under
+    `torch.device("meta")` to skip that when a checkpoint fills it)."""
+    return RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
+
+
 class BackgroundUpsampler:
     """Upsamples BGR uint8 images with Real-ESRGAN x2plus; one call at a time (RealESRGANer keeps per-call state)."""
 
@@ -50,7 +56,7 @@ class BackgroundUpsampler:
         device = torch.device(device)
         state_dict = read_state_dict(path)
         with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-            model = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
+            model = x2plus_network()
         # Our strict load gives a mismatch its clear message; RealESRGANer's public constructor then loads the
         # file once more into the same tensors (no second network, no random initialisation).
         load_weights_into(model, state_dict, path, "Real-ESRGAN x2plus network", REALESRGAN_FILE)
