@@ -4,7 +4,8 @@ decoder graph.
 
 Imported only when the onnxruntime backend is chosen (it imports onnxruntime and onnx). Sessions run on the CPU,
 or on a CUDA device through TensorRT's and CUDA's execution providers where the installed onnxruntime has them
-(onnxruntime-gpu); either way faces go in and out as float32 CPU tensors, and ONNX Runtime moves them.
+(onnxruntime-gpu; a CUDA device without either is refused); either way faces go in and out as float32 CPU
+tensors, and ONNX Runtime moves them.
 """
 
 from pathlib import Path
@@ -54,8 +55,8 @@ class OnnxRuntimeCodeFormer:
     ) -> "OnnxRuntimeCodeFormer":
         """Sessions on the graphs of `checkpoint` (exported into `cache_dir` on first use; its cost is in
         bench/README.md), placed on `device` as `providers_for` says."""
+        providers = providers_for(device, cache_dir)  # before the export: a refused device costs nothing
         encoder_path, decoder_path = ensure_graphs(task, checkpoint, cache_dir)
-        providers = providers_for(device, cache_dir)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: ONNX Runtime warns about nodes it places on the CPU
         sessions = (
@@ -103,7 +104,8 @@ class OnnxRuntimeCodeFormer:
 
 def providers_for(device: torch.device, cache_dir: Path) -> list[Provider]:
     """ONNX Runtime's execution providers for `device`: on CUDA, TensorRT (engines cached in `cache_dir`/tensorrt:
-    built once, which takes minutes) and CUDA where this build has them; the CPU always, last."""
+    built once, which takes minutes) and CUDA where this build has them; the CPU always, last.
+    InvalidOptionError, in one line, for a CUDA device when this build has neither (it would run on the CPU)."""
     available = onnxruntime.get_available_providers()
     chosen: list[Provider] = []
     if device.type == "cuda":
@@ -117,4 +119,10 @@ def providers_for(device: torch.device, cache_dir: Path) -> list[Provider]:
         for name in GPU_PROVIDERS:
             if name in available:
                 chosen.append((name, {"device_id": device_id, **extra.get(name, {})}))
+        if not chosen:
+            raise InvalidOptionError(
+                f"The onnxruntime backend cannot run on {device}: the installed onnxruntime has no GPU provider "
+                f"(only {', '.join(available)}). Install onnxruntime-gpu instead of onnxruntime, "
+                "or use --backend torch."
+            )
     return [*chosen, CPU]
