@@ -33,3 +33,16 @@ Affine = npt.NDArray[np.float64]
 
 Task = Literal["restore", "colorize", "inpaint"]
 TASKS: tuple[Task, ...] = ("restore", "colorize", "inpaint")
+
+FIXED_FIDELITY: dict[Task, float] = {"colorize": 0.0, "inpaint": 1.0}
+"""The w colorize and inpaint always run at, as the official scripts run them; restore takes any w in [0, 1]."""
+
+
+def task_adain(task: Task) -> bool:
+    """Whether the task's network runs AdaIN: the inpainting model was trained without it, the other two with it."""
+    return task != "inpaint"
+
+
+def task_fidelity(task: Task, fidelity: float) -> float:
+    """The w the task's network runs at when `fidelity` is asked for (see FIXED_FIDELITY)."""
+    return FIXED_FIDELITY.get(task, float(fidelity))

@@ -6,7 +6,7 @@ from numbers import Integral, Real
 from typing import Literal
 
 from .errors import InvalidOptionError
-from .layouts import TASKS, Task
+from .layouts import TASKS, Task, task_adain, task_fidelity
 
 Detector = Literal["retinaface_resnet50", "retinaface_mobile0.25", "dlib"]
 DETECTORS: tuple[Detector, ...] = ("retinaface_resnet50", "retinaface_mobile0.25", "dlib")
@@ -136,12 +136,12 @@ class RestoreOptions:
     @property
     def effective_fidelity(self) -> float:
         """The w the network actually runs at for this task."""
-        return {"restore": float(self.fidelity), "colorize": 0.0, "inpaint": 1.0}[self.task]
+        return task_fidelity(self.task, self.fidelity)
 
     @property
     def adain(self) -> bool:
-        """The inpainting model was trained without AdaIN; the other two with it."""
-        return self.task != "inpaint"
+        """Whether the task's network runs AdaIN (`task_adain`)."""
+        return task_adain(self.task)
 
 
 def _index_tuple(indices: object, name: str) -> tuple[int, ...]:

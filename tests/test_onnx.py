@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from codeformer_core import cli
+from codeformer_core.errors import InvalidOptionError
 from codeformer_core.export.graphs import DecoderGraph
 from codeformer_core.images import read_image
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import build_network
+from codeformer_core.network.onnx_runtime import OnnxRuntimeCodeFormer, providers_for
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.testing.golden import golden_input, golden_state_dict, reference_arrays
@@ -159,3 +161,27 @@ def test_without_onnxruntime_the_backend_and_export_fail_in_one_line(monkeypatch
     assert export == 1
     assert export_errors == ["error: export needs the onnx package: pip install -r requirements-onnx.txt"]
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_cuda_device_without_a_gpu_provider_is_refused_in_one_line_before_any_export(monkeypatch, tmp_path):
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    cache = tmp_path / "onnx"
+
+    with pytest.raises(InvalidOptionError) as refused:
+        OnnxRuntimeCodeFormer.from_checkpoint("restore", tmp_path / "codeformer.pth", cache, torch.device("cuda"))
+
+    message = str(refused.value)
+    assert "\n" not in message and "cuda" in message
+    assert "onnxruntime-gpu" in message and "--backend torch" in message
+    assert not cache.exists()
+    with pytest.raises(InvalidOptionError, match="no GPU provider"):
+        providers_for(torch.device("cuda"), cache)
+
+
+def test_a_cuda_device_takes_the_gpu_providers_this_build_has_then_the_cpu(monkeypatch, tmp_path):
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
+
+    providers = providers_for(torch.device("cuda:1"), tmp_path)
+
+    assert providers == [("CUDAExecutionProvider", {"device_id": "1"}), "CPUExecutionProvider"]

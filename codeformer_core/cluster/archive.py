@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import files
 from ..errors import InvalidImageError, InvalidOptionError
+from ..files import hidden_sibling
 from ..inputs import MEDIA_SUFFIXES, VIDEO_SUFFIXES, collect_inputs
 from ..video_files import probe_video
 
@@ -107,17 +109,12 @@ def is_complete(output: Path) -> bool:
 def partial_path(output: Path) -> Path:
     """A new hidden name beside `output` to write it under before renaming; it keeps the suffix, which is how
     ffmpeg picks a container."""
-    return output.with_name(f".{output.name}.{uuid.uuid4().hex}.partial{output.suffix}")
+    return hidden_sibling(output, f"{uuid.uuid4().hex}.partial{output.suffix}")
 
 
 def write_atomically(output: Path, data: bytes) -> None:
     """`output` holds `data` completely or is left as it was."""
-    partial = partial_path(output)
-    try:
-        partial.write_bytes(data)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+    files.write_atomically(output, data, partial_path(output))
 
 
 def remove_leftovers(output_dir: Path) -> int:

@@ -1,8 +1,8 @@
 """The onnxruntime backend's graphs, exported once per checkpoint and kept in `<weights dir>/onnx/`.
 
-A pair of files per checkpoint, `<stem>-<key>-encoder.onnx` and `-decoder.onnx` (~360 MB together for the
-published files), where the key changes with the checkpoint file (name, size, modification time) and with the
-export format: a replaced checkpoint or a newer engine exports again, and the pair it replaces is deleted.
+A pair of files per checkpoint, `<stem>-<key>-encoder.onnx` and `-decoder.onnx`, where the key changes with the
+checkpoint file (name, size, modification time) and with the export format: a replaced checkpoint or a newer
+engine exports again, and the pair it replaces is deleted.
 """
 
 import hashlib
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import onnx
 
-from ..layouts import Task
-from ..options import RestoreOptions
-from .onnx_export import FORMAT_VERSION, OPSET, ExportedGraphs, Step, export_checkpoint, save_model
+from ..layouts import Task, task_adain
+from .onnx_export import FORMAT_VERSION, OPSET, ExportedGraphs, export_checkpoint, save_model
 
 CACHE_FOLDER = "onnx"
 PARTS = ("encoder", "decoder")
@@ -32,12 +31,12 @@ def graph_paths(checkpoint: Path, cache_dir: Path) -> tuple[Path, Path]:
     return encoder, decoder
 
 
-def ensure_graphs(task: Task, checkpoint: Path, cache_dir: Path, step: Step | None = None) -> tuple[Path, Path]:
+def ensure_graphs(task: Task, checkpoint: Path, cache_dir: Path) -> tuple[Path, Path]:
     """The paths of the encoder and decoder models of `checkpoint`, exported and written first if not there."""
     paths = graph_paths(checkpoint, cache_dir)
     if all(path.is_file() for path in paths):
         return paths
-    graphs = export_checkpoint(task, checkpoint, step)
+    graphs = export_checkpoint(task, checkpoint)
     for model, path in zip((graphs.encoder, graphs.decoder), paths, strict=True):
         save_model(model, path)
     for part, path in zip(PARTS, paths, strict=True):
@@ -53,4 +52,4 @@ def cached_graphs(task: Task, checkpoint: Path, cache_dir: Path) -> ExportedGrap
     if not all(path.is_file() for path in paths):
         return None
     encoder, decoder = (onnx.load_model(path) for path in paths)
-    return ExportedGraphs(task, RestoreOptions(task=task).adain, encoder, decoder)
+    return ExportedGraphs(task, task_adain(task), encoder, decoder)

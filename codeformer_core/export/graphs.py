@@ -2,7 +2,7 @@
 
 The split is `CodeFormer.encode` / `CodeFormer.decode` without their Python-side work (checks, autocast,
 inference mode), so that an exported pair keeps what the torch network keeps: a new fidelity re-runs the decoder
-only. Names of the graphs' inputs and outputs are the interface of the exported files (see export/onnx.py).
+only. Names of the graphs' inputs and outputs are the interface of the exported files (see export/onnx_export.py).
 Tensors are float32; faces N x 3 x 512 x 512 RGB in [-1, 1]; `weight` is w in [0, 1], shape [1].
 """
 
@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network import CodeFormer
+from ..network.swapping import swap_modules
 
 FACES = "input"
 WEIGHT = "weight"
@@ -67,8 +68,8 @@ class StagedGroupNorm(nn.GroupNorm):
     group's channels.
 
     Why: ONNX Runtime sums a group's values (up to 2 x 512 x 512 per group) in one float32 pass, whatever the
-    node (InstanceNormalization or ReduceMean), which moved the encoder's latent by 1.2e-4, over the golden bound;
-    staged sums keep each at torch's accuracy for ~15% more normalisation time (bench/README.md).
+    node (InstanceNormalization or ReduceMean), which moved the encoder's latent over the golden bound; staged
+    sums keep each at torch's accuracy for a little more normalisation time (bench/README.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -88,12 +89,8 @@ def _staged_mean(groups: Tensor) -> Tensor:
 def use_staged_group_norms(module: nn.Module) -> int:
     """Swap, in place, every nn.GroupNorm inside `module` for a StagedGroupNorm sharing its parameters; returns
     how many. For a network about to be exported: torch's own kernel is as accurate and faster."""
-    swapped = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.GroupNorm:
-                staged = StagedGroupNorm(child.num_groups, child.num_channels, eps=child.eps, device="meta")
-                staged.weight, staged.bias = child.weight, child.bias
-                setattr(parent, name, staged.train(child.training))
-                swapped += 1
-    return swapped
+    return swap_modules(
+        module,
+        lambda child: type(child) is nn.GroupNorm,
+        lambda norm: StagedGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps),
+    )

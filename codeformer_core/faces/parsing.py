@@ -13,6 +13,7 @@ import torch
 
 from ..errors import InvalidOptionError
 from ..layouts import FACE_SIZE, FaceCrop, Mask
+from ..network.batches import crops_to_tensor
 from ..network.parsenet import ParseNet
 from ..weights.checkpoints import load_weights_into, read_state_dict
 from ..weights.registry import PARSER_FILE
@@ -61,7 +62,8 @@ class FaceParser:
         """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
         labels = []
         for start in range(0, len(faces), self.max_batch):
-            batch = _to_network_input(faces[start : start + self.max_batch], self.resolution).to(self.device)
+            resized = [_resize_square(face, self.resolution) for face in faces[start : start + self.max_batch]]
+            batch = crops_to_tensor(resized, self.device)
             with torch.inference_mode():
                 logits = self.network(batch)
             labels.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
@@ -107,13 +109,6 @@ def eroded_rectangle_mask(covered: Mask) -> Mask:
     edge = int(float(covered.sum()) ** 0.5) // 20
     centre = cv2.erode(covered, np.ones((2 * edge + 1, 2 * edge + 1), np.uint8))
     return cv2.GaussianBlur(centre, (2 * edge + 1, 2 * edge + 1), 0)
-
-
-def _to_network_input(faces: list[FaceCrop], resolution: int) -> torch.Tensor:
-    """BGR uint8 faces -> N x 3 x r x r RGB float32 in [-1, 1]."""
-    resized = [_resize_square(face, resolution) for face in faces]
-    batch = torch.from_numpy(np.stack(resized)[..., ::-1].copy()).permute(0, 3, 1, 2).float()
-    return batch / 127.5 - 1.0
 
 
 def _resize_square(face: FaceCrop, side: int) -> FaceCrop:

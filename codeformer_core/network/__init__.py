@@ -1,4 +1,5 @@
-"""The CodeFormer network: VQGAN encoder/decoder, codebook, code-prediction transformer and CFT blocks."""
+"""The networks and how they run: CodeFormer (VQGAN encoder/decoder, codebook, code-prediction transformer, CFT
+blocks), ParseNet (face parsing) and Real-ESRGAN (background), with the torch and ONNX Runtime backends."""
 
 from .codeformer import CONFIGS, CodeFormer, NetworkConfig, build_network, composite_inpainting
 from .encoded import EncodedFaces, FaceNetwork

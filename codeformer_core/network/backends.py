@@ -16,8 +16,9 @@ from ..settings import BACKENDS, Backend
 ResolvedBackend = Literal["torch", "onnxruntime"]
 ONNX_PACKAGES = ("onnxruntime", "onnx")
 
-AUTO_BACKEND: dict[str, ResolvedBackend] = {"cpu": "torch", "cuda": "torch"}
-"""What "auto" picks per device type: the backend ahead end to end in bench/onnx_backend.py (bench/README.md)."""
+AUTO_BACKEND: ResolvedBackend = "torch"
+"""What "auto" picks, on every device: onnxruntime is to be the default only where bench/onnx_backend.py finds it
+ahead end to end, which it was not on the CPU (bench/README.md); on CUDA it has not been measured yet."""
 
 
 def missing_packages() -> list[str]:
@@ -26,12 +27,11 @@ def missing_packages() -> list[str]:
 
 
 def resolve_backend(requested: Backend, device: torch.device) -> ResolvedBackend:
-    """The backend to run on `device`; InvalidOptionError, in one line, when onnxruntime is asked for but missing.
-    "auto" falls back to torch where onnxruntime is not installed."""
+    """The backend to run on `device` ("auto": AUTO_BACKEND, on every device); InvalidOptionError, in one line,
+    when onnxruntime is asked for but missing."""
     check_choice("backend", requested, BACKENDS)
     if requested == "auto":
-        chosen = AUTO_BACKEND.get(device.type, "torch")
-        return chosen if chosen == "torch" or not missing_packages() else "torch"
+        return AUTO_BACKEND
     if requested == "onnxruntime" and missing_packages():
         raise InvalidOptionError(
             f"The onnxruntime backend needs the {' and '.join(missing_packages())} package(s): "

@@ -20,7 +20,7 @@ def batch_size_for(device: torch.device) -> int:
 
 
 def crops_to_tensor(crops: list[FaceCrop], device: torch.device) -> torch.Tensor:
-    """BGR uint8 512x512 crops -> N x 3 x 512 x 512 float32 RGB in [-1, 1], the network's input."""
+    """BGR uint8 H x W crops (512 x 512 for CodeFormer) -> N x 3 x H x W float32 RGB in [-1, 1] on `device`."""
     batch = np.stack(crops)[..., ::-1].astype(np.float32)
     tensor = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
     return (tensor / 127.5 - 1.0).to(device)

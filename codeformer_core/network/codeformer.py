@@ -100,9 +100,9 @@ class CodeFormer(nn.Module):
     units, far slower where it emulates them; `reduced_precision(device)` picks the one worth using).
     Whatever the precision, results come back as float32.
     Convolution speed: on a CPU, `cpu_convolutions.use_fast_cpu_convolutions(net)` (Winograd and GEMM kernels)
-    halves the convolution time within the golden bounds; elsewhere `use_channels_last()` runs the decoder on
-    N x H x W x C data (cuDNN's preferred layout, and faster on a CPU without NNPACK too; outputs within the
-    golden bounds). The encoder keeps the default layout there: channels_last moves its logits by up to 2e-4.
+    runs the convolutions faster within the golden bounds (bench/README.md); elsewhere `use_channels_last()` runs
+    the decoder on N x H x W x C data (cuDNN's preferred layout, and faster on a CPU without NNPACK too; outputs
+    within the golden bounds). The encoder keeps the default layout there: channels_last moves its logits further.
     The golden tests pin the default path and check both speed options.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
@@ -120,7 +120,7 @@ class CodeFormer(nn.Module):
             nn.LayerNorm(TRANSFORMER_DIM), nn.Linear(TRANSFORMER_DIM, config.codebook_size, bias=False)
         )
         self.fuse_convs_dict = nn.ModuleDict(
-            {str(res): ControllableFeatureTransform(_encoder_channels(res)) for res in config.cft_resolutions}
+            {str(res): ControllableFeatureTransform(encoder_channels(res)) for res in config.cft_resolutions}
         )
         self.decoder_memory_format = torch.contiguous_format
 
@@ -234,7 +234,7 @@ def check_faces(x: Tensor, dtype: torch.dtype, device: torch.device) -> None:
 def build_network(task: Task) -> CodeFormer:
     """The CodeFormer network for `task` ("restore", "colorize" or "inpaint"): float32, CPU, eval mode.
 
-    Its weights are zero until a checkpoint is loaded (see `codeformer_core.weights.checkpoints.load_network`):
+    Its weights are zero until a checkpoint is loaded (see `codeformer_core.network.loading.load_network`):
     random initialisation of 95M parameters would only be overwritten.
     """
     net = network_skeleton(task)
@@ -260,7 +260,7 @@ def composite_inpainting(x: Tensor, out: Tensor) -> Tensor:
     return torch.where(holes, out, x)
 
 
-def _encoder_channels(resolution: int) -> int:
+def encoder_channels(resolution: int) -> int:
     """Width of the encoder (and decoder) level working at `resolution`."""
     level = (FACE_SIZE // resolution).bit_length() - 1
     return VQGAN_SHAPE["nf"] * VQGAN_SHAPE["ch_mult"][level]

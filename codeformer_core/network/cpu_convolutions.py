@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..compat import nnpack_available, nnpack_convolution
 from ..settings import CpuKernels
+from .swapping import swap_modules
 
 MIN_SIDE = 32
 """Below this, Winograd's transforms cost more than they save."""
@@ -98,16 +99,12 @@ def use_fast_cpu_convolutions(module: nn.Module, kernels: CpuKernels = "fast") -
     on_cpu = all(parameter.device.type == "cpu" for parameter in module.parameters())
     if not (on_cpu and kernels == "fast" and nnpack_available()):
         return 0
-    swapped = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Conv2d and _suits(child):
-                setattr(parent, name, _as_cpu_conv(child))
-                swapped += 1
-    return swapped
+    return swap_modules(module, _suits, _as_cpu_conv)
 
 
-def _suits(conv: nn.Conv2d) -> bool:
+def _suits(conv: nn.Module) -> bool:
+    if type(conv) is not nn.Conv2d:
+        return False
     plain = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and not isinstance(conv.padding, str)
     three = conv.kernel_size == (3, 3) and conv.padding_mode == "zeros"
     one = conv.kernel_size == (1, 1) and conv.padding == (0, 0)
@@ -115,9 +112,6 @@ def _suits(conv: nn.Conv2d) -> bool:
 
 
 def _as_cpu_conv(conv: nn.Conv2d) -> CpuConv2d:
-    with torch.device("meta"):  # no throwaway initialisation: the parameters are the original module's
-        swapped = CpuConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding,
-                            bias=conv.bias is not None)
-    swapped.weight = conv.weight
-    swapped.bias = conv.bias
-    return swapped.train(conv.training)
+    return CpuConv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=conv.bias is not None
+    )

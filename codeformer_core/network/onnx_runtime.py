@@ -4,7 +4,8 @@ decoder graph.
 
 Imported only when the onnxruntime backend is chosen (it imports onnxruntime and onnx). Sessions run on the CPU,
 or on a CUDA device through TensorRT's and CUDA's execution providers where the installed onnxruntime has them
-(onnxruntime-gpu); either way faces go in and out as float32 CPU tensors, and ONNX Runtime moves them.
+(onnxruntime-gpu; a CUDA device without either is refused); either way faces go in and out as float32 CPU
+tensors, and ONNX Runtime moves them.
 """
 
 from pathlib import Path
@@ -17,8 +18,8 @@ from torch import Tensor
 from ..errors import InvalidOptionError
 from ..export.graph_cache import ensure_graphs
 from ..export.graphs import FACES, LOGITS, LQ_FEAT, OUTPUT, QUANT_FEAT, WEIGHT, skip_name
-from ..layouts import Task
-from ..options import RestoreOptions, check_fidelity
+from ..layouts import Task, task_adain
+from ..options import check_fidelity
 from .codeformer import CONFIGS, check_faces
 from .encoded import EncodedFaces
 from .precision import Precision
@@ -29,8 +30,8 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 Provider = str | tuple[str, dict[str, str]]
 SHRINK_CPU_ARENA = ("memory.enable_memory_arena_shrinkage", "cpu:0")
 """A run option: ONNX Runtime's CPU arena hands the memory a run grew it by back at the run's end. Why: the arena
-otherwise keeps ~1.3 GB of activations for the process's life, on top of what torch's stages (ParseNet) use next;
-this took a face's peak from ~2.0 to ~1.3 GB at no measurable cost in time (bench/README.md)."""
+otherwise keeps a run's activations for the process's life, on top of what torch's stages (ParseNet) use next;
+shrinking lowered a face's peak memory at no measurable cost in time (bench/README.md)."""
 
 
 class OnnxRuntimeCodeFormer:
@@ -40,7 +41,7 @@ class OnnxRuntimeCodeFormer:
         self, task: Task, encoder: onnxruntime.InferenceSession, decoder: onnxruntime.InferenceSession
     ) -> None:
         self._task = task
-        self.adain = RestoreOptions(task=task).adain
+        self.adain = task_adain(task)
         self.cft_resolutions = CONFIGS[task].cft_resolutions
         self.encoder = encoder
         self.decoder = decoder
@@ -52,10 +53,10 @@ class OnnxRuntimeCodeFormer:
     def from_checkpoint(
         cls, task: Task, checkpoint: Path, cache_dir: Path, device: torch.device
     ) -> "OnnxRuntimeCodeFormer":
-        """Sessions on the graphs of `checkpoint` (exported into `cache_dir` on first use: ~15 s, ~2 GB), placed
-        on `device` as `providers_for` says."""
+        """Sessions on the graphs of `checkpoint` (exported into `cache_dir` on first use; its cost is in
+        bench/README.md), placed on `device` as `providers_for` says."""
+        providers = providers_for(device, cache_dir)  # before the export: a refused device costs nothing
         encoder_path, decoder_path = ensure_graphs(task, checkpoint, cache_dir)
-        providers = providers_for(device, cache_dir)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: ONNX Runtime warns about nodes it places on the CPU
         sessions = (
@@ -103,7 +104,8 @@ class OnnxRuntimeCodeFormer:
 
 def providers_for(device: torch.device, cache_dir: Path) -> list[Provider]:
     """ONNX Runtime's execution providers for `device`: on CUDA, TensorRT (engines cached in `cache_dir`/tensorrt:
-    built once, which takes minutes) and CUDA where this build has them; the CPU always, last."""
+    built once, which takes minutes) and CUDA where this build has them; the CPU always, last.
+    InvalidOptionError, in one line, for a CUDA device when this build has neither (it would run on the CPU)."""
     available = onnxruntime.get_available_providers()
     chosen: list[Provider] = []
     if device.type == "cuda":
@@ -117,4 +119,10 @@ def providers_for(device: torch.device, cache_dir: Path) -> list[Provider]:
         for name in GPU_PROVIDERS:
             if name in available:
                 chosen.append((name, {"device_id": device_id, **extra.get(name, {})}))
+        if not chosen:
+            raise InvalidOptionError(
+                f"The onnxruntime backend cannot run on {device}: the installed onnxruntime has no GPU provider "
+                f"(only {', '.join(available)}). Install onnxruntime-gpu instead of onnxruntime, "
+                "or use --backend torch."
+            )
     return [*chosen, CPU]

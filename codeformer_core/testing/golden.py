@@ -1,4 +1,5 @@
-"""The golden vectors of `../shared/golden/` (see its README): weight fill rule, inputs and reference arrays.
+"""The golden vectors of the shared golden folder (`shared_data.golden_dir`, see its README): weight fill rule,
+inputs and reference arrays.
 
 Tests and benches use `write_official_checkpoint` to get a checkpoint in the published format without a download.
 """

@@ -15,6 +15,7 @@ from pathlib import Path
 from threading import Lock
 
 from ..errors import WeightsUnavailableError
+from ..files import hidden_sibling, replaced_atomically
 
 DownloadProgress = Callable[[str, int, int | None], None]
 """Called as bytes arrive: (file name, bytes received so far, total bytes or None when the server does not say)."""
@@ -47,22 +48,18 @@ class Fetched:
 
 def temporary_path(target: Path) -> Path:
     """A hidden name beside `target` for bytes that are not yet in place."""
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    return hidden_sibling(target, f"{uuid.uuid4().hex[:8]}.part")
 
 
 def place_file(source: Path, target: Path) -> None:
     """Put `source`'s bytes at `target` atomically: a hard link when both sit on one filesystem (no second copy
     of a 350 MB file, and the weights directory keeps working if the Hugging Face cache is cleared), else a copy."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = temporary_path(target)
-    try:
+    with replaced_atomically(target, temporary_path(target)) as temporary:
         try:
             os.link(source.resolve(), temporary)
         except OSError:
             shutil.copyfile(source.resolve(), temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def describe(error: BaseException) -> str:
