@@ -7,8 +7,6 @@ import system whether it could.
 import importlib.util
 from typing import Literal
 
-import torch
-
 from ..errors import InvalidOptionError
 from ..options import check_choice
 from ..settings import BACKENDS, Backend
@@ -26,9 +24,9 @@ def missing_packages() -> list[str]:
     return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
 
 
-def resolve_backend(requested: Backend, device: torch.device) -> ResolvedBackend:
-    """The backend to run on `device` ("auto": AUTO_BACKEND, on every device); InvalidOptionError, in one line,
-    when onnxruntime is asked for but missing."""
+def resolve_backend(requested: Backend) -> ResolvedBackend:
+    """The backend to run ("auto": AUTO_BACKEND, on every device); InvalidOptionError, in one line, when
+    onnxruntime is asked for but missing."""
     check_choice("backend", requested, BACKENDS)
     if requested == "auto":
         return AUTO_BACKEND

@@ -37,7 +37,7 @@ PARSER_BATCH = 1
 
 class Models:
     """weights: where files come from; device: where every model lives; cpu_kernels: which CPU convolutions run;
-    backend: what runs CodeFormer ("auto" resolved for the device here, once: see network/backends.py)."""
+    backend: what runs CodeFormer ("auto" resolved here, once: see network/backends.py)."""
 
     def __init__(
         self, weights: "WeightStore", device: torch.device, cpu_kernels: CpuKernels = "fast", backend: Backend = "auto"
@@ -45,7 +45,7 @@ class Models:
         self.weights = weights
         self.device = device
         self.cpu_kernels = cpu_kernels
-        self.backend = resolve_backend(backend, device)
+        self.backend = resolve_backend(backend)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
