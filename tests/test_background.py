@@ -102,12 +102,10 @@ def test_a_small_photos_background_is_enhanced_from_the_photo_as_given(stand_in_
     assert result.image.shape == (1024, 1366, 3)  # 48 x 64 enlarged to 512 x 683, then twice that
 
 
-def test_a_bare_state_dict_loads_and_upsamples_as_the_wrapped_file(checkpoint, tiled, tmp_path):
-    # read_state_dict takes a file without the params / params_ema wrapper; RealESRGANer's own loader did not.
+def test_a_bare_state_dict_is_refused_in_one_line_naming_the_official_file(checkpoint, tmp_path):
+    # read_state_dict takes a file without the params / params_ema wrapper; RealESRGANer's own loader does not.
     bare = tmp_path / "RealESRGAN_x2plus.pth"
     torch.save(torch.load(checkpoint, weights_only=True)["params_ema"], bare)
-    image = np.random.default_rng(7).integers(0, 256, (8, 8, 3), dtype=np.uint8)
 
-    upsampler = BackgroundUpsampler.from_checkpoint(bare, "cpu", tile=TILE)
-
-    np.testing.assert_array_equal(upsampler.upsample(image, outscale=2), tiled.upsample(image, outscale=2))
+    with pytest.raises(CheckpointMismatchError, match="'params_ema' or 'params'.*official RealESRGAN_x2plus.pth"):
+        BackgroundUpsampler.from_checkpoint(bare, "cpu", tile=TILE)

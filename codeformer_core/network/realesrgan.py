@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..compat import register_torchvision_alias
-from ..errors import InvalidImageError, InvalidOptionError
+from ..errors import CheckpointMismatchError, InvalidImageError, InvalidOptionError
 from ..layouts import BGRImage
 from ..weights.checkpoints import load_weights_into, read_state_dict
 from ..weights.registry import REALESRGAN_FILE
@@ -31,28 +31,6 @@ def x2plus_network() -> RRDBNet:
     """An RRDBNet shaped as RealESRGAN_x2plus.pth's network, initialised as torch does (call it under
     `torch.device("meta")` to skip that when a checkpoint fills it)."""
     return RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=NETWORK_SCALE)
-
-
-class _LoadedRealESRGANer(RealESRGANer):
-    """RealESRGANer around a network already loaded (and checked) here.
-
-    Why: RealESRGANer's constructor reads the checkpoint file once more and takes its state_dict from `params_ema`
-    or `params`, so a bare state_dict that our strict load accepts crashed there with KeyError 'params'. This sets
-    the public attributes that constructor sets (realesrgan 0.3.0, pinned in requirements.txt) and nothing else:
-    tiling, padding and colour handling stay RealESRGANer's.
-    """
-
-    def __init__(self, model: torch.nn.Module, device: torch.device, tile: int) -> None:
-        self.scale = NETWORK_SCALE
-        self.tile_size = tile
-        self.tile_pad = TILE_PAD
-        self.pre_pad = 0
-        self.mod_scale = None
-        self.half = device.type == "cuda"  # CPUs gain nothing from half precision
-        self.device = device
-        self.model = model.eval().to(device)
-        if self.half:
-            self.model = self.model.half()
 
 
 class BackgroundUpsampler:
@@ -80,7 +58,20 @@ class BackgroundUpsampler:
         with torch.device("meta"):  # no random initialisation: every tensor comes from the file
             model = x2plus_network()
         load_weights_into(model, state_dict, path, "Real-ESRGAN x2plus network", REALESRGAN_FILE)
-        return cls(_LoadedRealESRGANer(model, device, tile), tile)
+        # Our strict load gives a mismatch its clear message; RealESRGANer's public constructor then loads the
+        # file once more into the same tensors (no second network, no random initialisation), from its
+        # `params_ema` or `params` entry only.
+        try:
+            upsampler = RealESRGANer(
+                scale=NETWORK_SCALE, model_path=str(path), model=model, tile=tile, tile_pad=TILE_PAD, pre_pad=0,
+                half=device.type == "cuda", device=device,
+            )
+        except KeyError as error:
+            raise CheckpointMismatchError(
+                f"{path} holds its tensors without the 'params_ema' or 'params' entry that Real-ESRGAN reads. "
+                f"It needs the official {REALESRGAN_FILE}."
+            ) from error
+        return cls(upsampler, tile)
 
     @property
     def network(self) -> torch.nn.Module:
