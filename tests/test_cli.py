@@ -15,6 +15,7 @@ from codeformer_core.cluster.workers import PhotoWorker
 from codeformer_core.errors import InvalidOptionError
 from codeformer_core.export import cli as export_cli
 from codeformer_core.export import onnx_export
+from codeformer_core.options import RestoreOptions
 
 from .conftest import SAMPLES
 
@@ -150,3 +151,64 @@ def test_export_that_cannot_write_its_file_is_one_error_line(monkeypatch, tmp_pa
     assert code == 1
     (line,) = error_lines(capsys)
     assert line.startswith(f"error: {output} could not be written (")
+
+
+def test_faces_from_with_aligned_is_refused_in_one_line(picture, tmp_path, capsys):
+    report = tmp_path / "faces.json"
+    report.write_text(json.dumps({"01.png": {"faces": []}}))
+
+    code = cli.main(["restore", str(picture), "-o", str(tmp_path / "out"), "--aligned", "--faces-from", str(report),
+                     *offline(tmp_path)])  # fmt: skip
+
+    assert code == 1
+    assert error_lines(capsys) == [
+        "error: --faces-from and --aligned exclude each other: an aligned face needs no landmarks."
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_faces_from_with_a_video_is_refused_for_that_video(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not read: refused before")
+    report = tmp_path / "faces.json"
+    report.write_text(json.dumps({"clip.mp4": {"faces": []}}))
+
+    code = cli.main(["restore", str(clip), "-o", str(tmp_path / "out"), "--faces-from", str(report),
+                     *offline(tmp_path)])  # fmt: skip
+
+    assert code == 1
+    assert error_lines(capsys) == [f"error: {clip}: --faces-from applies to photos, not videos."]
+    assert not (tmp_path / "out" / "clip.mp4").exists()
+
+
+def test_a_faces_report_that_is_not_an_object_is_refused_in_one_line(picture, tmp_path, capsys):
+    report = tmp_path / "faces.json"
+    report.write_text(json.dumps([{"faces": []}]))
+
+    code = cli.main(["restore", str(picture), "-o", str(tmp_path / "out"), "--faces-from", str(report),
+                     *offline(tmp_path)])  # fmt: skip
+
+    assert code == 1
+    assert error_lines(capsys) == [
+        f"error: --faces-from {report}: expected an object mapping photo paths to their reports."
+    ]
+
+
+def test_several_face_fidelity_flags_are_merged_into_one_list_by_face(tmp_path):
+    args = cli.build_parser().parse_args(
+        [
+            "restore",
+            "photo.png",
+            "-o",
+            str(tmp_path),
+            "--face-fidelity",
+            "1=0.8",
+            "--face-fidelity",
+            "0=0.2,3=1",
+        ]
+    )
+
+    options = cli.options_from(args)
+
+    assert isinstance(options, RestoreOptions)
+    assert options.face_fidelities == ((0, 0.2), (1, 0.8), (3, 1.0))

@@ -18,7 +18,7 @@ import pytest
 
 from codeformer_core import cli
 from codeformer_core.cluster.archive import partial_path, plan_job
-from codeformer_core.cluster.arguments import ActorPlan, plan_actors
+from codeformer_core.cluster.arguments import LOCAL, ActorPlan, check_address, plan_actors
 from codeformer_core.errors import InvalidOptionError
 
 from .conftest import SAMPLES
@@ -220,3 +220,23 @@ def test_more_actors_than_the_cluster_holds_are_refused():
         plan_actors({"CPU": 4}, 3, 2, None)
     with pytest.raises(InvalidOptionError, match="has no GPU"):
         plan_actors({"CPU": 4}, None, 1, "cuda")
+
+
+@pytest.mark.parametrize("address", [LOCAL, "auto", "10.0.0.5:6379", "head:6379"])
+def test_a_local_instance_auto_and_a_heads_host_port_are_accepted(address):
+    assert check_address(address) == address
+
+
+def test_a_ray_client_address_and_an_input_name_are_refused_in_one_line():
+    with pytest.raises(
+        InvalidOptionError,
+        match=r"^--ray ray://head:10001: Ray Client addresses are not supported,"
+        r" .* run it on a node of the cluster with --ray auto\.$",
+    ):
+        check_address("ray://head:10001")
+    with pytest.raises(
+        InvalidOptionError,
+        match=r"^--ray takes auto or a head's HOST:PORT; got 'group.jpg' \(an input\?"
+        r" put --ray after the inputs, or write --ray=auto\)\.$",
+    ):
+        check_address("group.jpg")

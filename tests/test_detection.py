@@ -2,13 +2,17 @@
 and the face-selection rules."""
 
 import sys
+from types import SimpleNamespace
 
 import cv2
+import dlib
 import numpy as np
 import pytest
 
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
+from codeformer_core.faces.alignment import FFHQ_TEMPLATE_512
 from codeformer_core.faces.detection import (
+    _DLIB_TEMPLATE_512,
     RETINAFACE_MAX_SIDE,
     RETINAFACE_MIN_SIDE,
     DetectedFace,
@@ -86,6 +90,62 @@ def test_missing_dlib_is_a_clear_option_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` fail
     with pytest.raises(InvalidOptionError, match=r"pip install dlib face_recognition_models.*retinaface_resnet50"):
         DlibDetector()
+
+
+class FakeDlibModels:
+    """Stands in for dlib's CNN detector (one face at `rect`) and its 5-point predictor (dlib's template points
+    placed in the rectangle it is given); records what each was called with."""
+
+    def __init__(self, rect):
+        self.rect = rect
+        self.detector_calls = []
+        self.predictor_calls = []
+
+    def detector(self, image, upsample):
+        self.detector_calls.append((image.copy(), upsample))
+        return [SimpleNamespace(rect=dlib.rectangle(*self.rect), confidence=1.25)]
+
+    def predictor(self, image, rectangle):
+        corners = (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom())
+        self.predictor_calls.append((image.shape, corners))
+        side = rectangle.right() - rectangle.left()
+        points = _DLIB_TEMPLATE_512 * side / 512 + [rectangle.left(), rectangle.top()]
+        return SimpleNamespace(parts=lambda: [SimpleNamespace(x=x, y=y) for x, y in points])
+
+
+def test_dlib_below_the_pixel_cap_uses_its_own_upsample_step_on_rgb(dlib_detector, monkeypatch):
+    image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    fake = FakeDlibModels((40, 20, 100, 80))
+    monkeypatch.setattr(dlib_detector, "_detector", fake.detector)
+    monkeypatch.setattr(dlib_detector, "_predictor", fake.predictor)
+
+    (found,) = dlib_detector.detect(image)
+
+    ((seen, upsample),) = fake.detector_calls
+    assert upsample == 1 and np.array_equal(seen, image[:, :, ::-1])
+    assert fake.predictor_calls == [((120, 160, 3), (40, 20, 100, 80))]
+    assert found.box.tolist() == [40, 20, 100, 80] and found.score == 1.25
+    assert np.allclose(found.landmarks, FFHQ_TEMPLATE_512 * 60 / 512 + [40, 20], atol=0.01)
+
+
+def test_dlib_above_the_pixel_cap_sees_a_smaller_image_and_maps_boxes_back(dlib_detector, monkeypatch):
+    height, width = 1500, 2000  # 3 MP: the CNN sees it at (2 MP / 3 MP) ** 0.5 ~ 0.816 of its size
+    scale = (2_000_000 / (height * width)) ** 0.5
+    image = np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    fake = FakeDlibModels((102, 204, 408, 510))
+    monkeypatch.setattr(dlib_detector, "_detector", fake.detector)
+    monkeypatch.setattr(dlib_detector, "_predictor", fake.predictor)
+
+    (found,) = dlib_detector.detect(image)
+
+    ((seen, upsample),) = fake.detector_calls
+    assert upsample == 0 and seen.shape == (round(height * scale), round(width * scale), 3)
+    box = np.array([102, 204, 408, 510]) / scale
+    assert np.allclose(found.box, box, atol=1e-3)
+    # The predictor works on the full-resolution image, in the box mapped back to it.
+    assert fake.predictor_calls == [((height, width, 3), tuple(int(round(v)) for v in box))]
+    left, top, right, _ = (int(round(v)) for v in box)
+    assert np.allclose(found.landmarks, FFHQ_TEMPLATE_512 * (right - left) / 512 + [left, top], atol=0.01)
 
 
 # ---------------------------------------------------------------- RetinaFace

@@ -21,6 +21,7 @@ from codeformer_core.network import CodeFormer, EncodedFaces
 from codeformer_core.options import RestoreOptions, parse_face_fidelities, parse_face_indices
 from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline
 from codeformer_core.pipeline.cache import FinishedFaces, PreparedFaces
+from codeformer_core.report import FidelitySweep
 from codeformer_core.video import restore_video
 from codeformer_core.weights import WeightStore
 
@@ -261,3 +262,11 @@ def test_a_subset_of_faces_is_taken_from_the_batches_they_were_encoded_in():
     assert order == [2, 3, 1]
     assert [part.idx[:, 0].tolist() for part in parts] == [[2, 3], [1]]
     assert parts[1] is prepared.encoded[1][1], "a batch wanted whole is passed on as it is"
+
+
+def test_the_sweep_summary_names_the_face_its_ws_and_the_total_time():
+    faces = [np.zeros((512, 512, 3), np.uint8)] * 3
+    sweep = FidelitySweep(face_index=2, fidelities=(0.0, 0.25, 1.0), faces=faces,
+                          timings={"encode": 0.5, "decode": 1.26})  # fmt: skip
+
+    assert sweep.summary() == "Face 2 at w = 0, 0.25, 1 in 1.8 s."

@@ -80,3 +80,17 @@ def test_the_app_takes_its_queue_concurrency_from_the_hardware(monkeypatch):
 
     assert served["concurrency"] == 1 and served["host"] == "127.0.0.1"
     assert app.main(["--device", "cpu", "--concurrency", "3"]) == 0 and served["concurrency"] == 3
+
+
+def test_the_apps_backend_option_reaches_the_pipeline_it_serves(monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("CODEFORMER_BACKEND", raising=False)
+    built = SimpleNamespace()
+    monkeypatch.setattr(app, "build_demo", lambda restorer, settings, profile: setattr(built, "restorer", restorer))
+    monkeypatch.setattr(app, "serve", lambda demo, **kwargs: None)
+
+    assert app.main(["--device", "cpu", "--backend", "onnxruntime"]) == 0
+
+    assert isinstance(built.restorer, Pipeline) and built.restorer.models.backend == "onnxruntime"
+    assert app.main(["--device", "cpu"]) == 0 and built.restorer.models.backend == "torch"

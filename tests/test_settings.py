@@ -70,3 +70,15 @@ def test_the_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, tmp_path
 
     errors = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and errors == ["error: CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"]
+
+
+def test_the_hub_cache_follows_xdg_cache_home_when_hf_home_and_hf_hub_cache_are_unset():
+    settings = Settings.from_env({"XDG_CACHE_HOME": "/var/cache/me"})
+
+    assert settings.hub.cache_dir == Path("/var/cache/me/huggingface/hub")
+    assert Settings.from_env({"XDG_CACHE_HOME": "/var/cache/me", "HF_HOME": "/hf"}).hub.cache_dir == Path("/hf/hub")
+
+
+@pytest.mark.parametrize(("value", "offline"), [("1", True), ("true", True), ("0", False), ("", False)])
+def test_transformers_offline_makes_the_hub_offline(value, offline):
+    assert Settings.from_env({"TRANSFORMERS_OFFLINE": value}).hub.offline is offline
