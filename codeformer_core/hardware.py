@@ -1,8 +1,8 @@
 """What the machine the app runs on can do, decided once at start-up: precision, how many requests run at once, and
 the one line the page shows about it.
 
-Numbers for GPUs are on paper until the GPU check (bench/gpu_check) has measured them on a lent machine; the CPU
-figure comes from bench/results-cpu.md.
+The GPU figures come from the GPU check on an H100 (bench/results-cuda.md), the CPU figure from
+bench/results-cpu.md; bench/README.md ("Measurements behind the engine's constants") has the numbers.
 """
 
 import os
@@ -16,11 +16,11 @@ CPU_CORE_SECONDS_PER_FACE = 20.0
 """CPU time for one face through detection, both network halves, parsing and paste-back, rounded up from the
 measurement in bench/README.md ("Measurements behind the engine's constants")."""
 GPU_SECONDS_PER_FACE = 0.1
-"""On paper until measured: a published per-face figure for the network (bench/README.md, as above) with room for
-the work around it."""
+"""A whole photo's time per face in fast mode on an H100, with room for smaller GPUs and the work the check leaves
+out (detection, the Real-ESRGAN background)."""
 GPU_GIB_PER_REQUEST = 4.0
-"""On paper: one request's peak (four faces batched in float32, ParseNet at 512 px, a Real-ESRGAN tile) stays
-under this, so a GPU runs total memory / this many requests at once."""
+"""One request's peak (four faces batched, ParseNet at 512 px) measured under 3 GiB, with room for a Real-ESRGAN
+tile; a GPU runs total memory / this many requests at once."""
 MAX_GPU_CONCURRENCY = 4
 ZERO_GPU_CONCURRENCY = 2
 """Each ZeroGPU call gets its own GPU slice; the Space's own CPU still decodes uploads and writes results."""

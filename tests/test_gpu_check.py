@@ -80,3 +80,17 @@ def test_committed_cuda_table_has_a_line_for_every_row_of_a_full_run() -> None:
     rows = planned_rows(FULL.fidelities, FULL.batches, FULL.compile_batch, FULL.photo_modes, "fp16")
     assert [row.measurement for row in rows if f"| {row.measurement} |" not in table] == []
 
+
+
+def test_profile_dry_run_times_the_stages_and_every_network_variant(tmp_path: Path) -> None:
+    # bench/gpu_profile.py, the diagnosis behind the engine's GPU choices, on the CPU at the dry run's sizes.
+    done = subprocess.run([sys.executable, "-m", "bench.gpu_profile", "--dry-run", "--out", str(tmp_path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads((tmp_path / "gpu_profile.json").read_text())
+    assert "whole_photo" not in report and "network_variants" not in report, done.stderr[-4000:]  # no section failed
+    assert report["photo/fast"]["first_ms"] > 0 and {"encode", "decode", "parse"} <= set(report["photo/fast"]["stages"])
+    assert report["parser"]["paste_masks_ms"] > 0
+    variants = {name: numbers for name, numbers in report.items() if name.startswith("net/")}
+    assert len(variants) == 4 and all(numbers["per_face_ms"]["2"] > 0 for numbers in variants.values())
+    assert variants["net/float32 (engine: TF32 off)"]["codes"] == 0

@@ -3,7 +3,9 @@
 import math
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,11 +20,12 @@ from codeformer_core.errors import (
 )
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, precision, reduced_precision
+from codeformer_core.network.batches import batch_size_for, crops_to_tensor, tensor_to_crops
 from codeformer_core.network.codeformer import adaptive_instance_normalization, network_skeleton
 from codeformer_core.network.loading import checkpoint_task, load_network
-from codeformer_core.network.precision import autocast_for
+from codeformer_core.network.precision import computing_at, exact_cuda_convolutions, overflow_fallback
 from codeformer_core.network.transformer import TransformerSALayer
-from codeformer_core.network.vqgan import AttnBlock, ResBlock, VectorQuantizer
+from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, VectorQuantizer
 from codeformer_core.testing.golden import golden_state_dict, manifest, write_official_checkpoint
 from codeformer_core.weights.checkpoints import read_state_dict
 
@@ -207,7 +210,7 @@ def test_invalid_faces_are_refused(restore_net: nn.Module, faces: torch.Tensor) 
 
 def test_invalid_precision_is_refused() -> None:
     with pytest.raises(InvalidOptionError, match="precision must be one of float32, bf16, fp16; got 'half'"):
-        autocast_for("half", torch.device("cpu"))
+        computing_at("half", torch.device("cpu"))
 
 
 @pytest.mark.parametrize(("native_bf16", "cpu_choice"), [(True, "bf16"), (False, "float32")])
@@ -217,6 +220,79 @@ def test_reduced_precision_is_fp16_on_cuda_and_bf16_only_on_cpus_built_for_it(
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
     assert reduced_precision("cpu") == cpu_choice
     assert reduced_precision(torch.device("cuda", 0)) == "fp16"
+
+
+@pytest.mark.parametrize(("precision_in", "native_bf16", "expected"),
+                         [("fp16", True, "bf16"), ("fp16", False, "float32"), ("bf16", True, "float32")])
+def test_an_overflowed_run_goes_again_in_bf16_where_native_else_float32(
+    monkeypatch: pytest.MonkeyPatch, precision_in: str, native_bf16: bool, expected: str
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    assert overflow_fallback(precision_in, torch.device("cpu")) == expected
+
+
+def test_exact_cuda_convolutions_keep_tf32_off_until_the_last_overlapping_run_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    first, second = exact_cuda_convolutions(), exact_cuda_convolutions()
+    first.__enter__()
+    assert torch.backends.cudnn.allow_tf32 is False
+    second.__enter__()
+    first.__exit__(None, None, None)  # another request's run ends first: this one still needs exact convolutions
+    assert torch.backends.cudnn.allow_tf32 is False
+    second.__exit__(None, None, None)
+    assert torch.backends.cudnn.allow_tf32 is True
+    with computing_at("float32", torch.device("cuda", 0)):
+        assert torch.backends.cudnn.allow_tf32 is False
+    with computing_at("float32", torch.device("cpu")):
+        assert torch.backends.cudnn.allow_tf32 is True  # a CPU run leaves CUDA's flags alone
+
+
+def _overflowing_under_autocast(method, make_result):
+    """`method`, except that under autocast it returns what make_result(infinite) gives: fp16 running out of
+    range."""
+    def call(*args, **kwargs):
+        if torch.is_autocast_enabled("cpu"):
+            return make_result(method(*args, **kwargs))
+        return method(*args, **kwargs)
+    return call
+
+
+@pytest.mark.parametrize("half", ["encode", "decode"])
+def test_a_batch_that_overflows_in_reduced_precision_runs_again(monkeypatch: pytest.MonkeyPatch, half: str) -> None:
+    torch.manual_seed(0)
+    net = build_network("restore").eval()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # here fp16 falls back to float32
+    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    exact = net.encode(x)
+    if half == "encode":
+        net.predict_logits = _overflowing_under_autocast(net.predict_logits, lambda logits: logits * math.inf)
+        encoded = net.encode(x, precision="fp16")
+        assert torch.equal(encoded.logits, exact.logits) and torch.equal(encoded.idx, exact.idx)
+    else:
+        net.generate = _overflowing_under_autocast(net.generate, lambda out: out.float() * math.inf)
+        out = net.decode(exact, 0.5, precision="fp16")
+        assert torch.isfinite(out).all()
+        assert torch.equal(out, net.decode(exact, 0.5))
+
+
+def test_group_norm_under_autocast_stays_in_the_reduced_precision_and_close_to_float32() -> None:
+    torch.manual_seed(2)
+    norm = AutocastGroupNorm(4, 16, eps=1e-6).eval()
+    nn.init.uniform_(norm.weight, 0.5, 1.5)
+    nn.init.uniform_(norm.bias, -0.2, 0.2)
+    x = torch.randn(2, 16, 8, 8) * 3 + 1
+    plain = nn.GroupNorm(4, 16, eps=1e-6)
+    plain.load_state_dict(norm.state_dict())
+    with torch.inference_mode():
+        exact = norm(x)
+        assert torch.equal(exact, plain(x))  # float32 outside autocast: plain GroupNorm
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = norm(x.bfloat16())
+    # (CUDA's autocast would run a plain GroupNorm in float32, in and out; a CPU's keeps bf16 either way.)
+    assert reduced.dtype == torch.bfloat16
+    assert (reduced.float() - exact).abs().max() < 0.05 * exact.abs().max()
 
 
 # --- building blocks ------------------------------------------------------------------------------------------------
@@ -280,10 +356,34 @@ def test_bf16_autocast_runs_a_resblock_close_to_float32() -> None:
     x = torch.randn(1, 32, 16, 16)
     with torch.inference_mode():
         exact = block(x)
-        with autocast_for("bf16", x.device):
+        with computing_at("bf16", x.device):
             reduced = block(x)
     assert reduced.dtype == torch.bfloat16
     assert (reduced.float() - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_crops_become_rgb_tensors_in_minus_one_to_one_and_come_back_exactly() -> None:
+    rng = np.random.default_rng(8)
+    crops = [rng.integers(0, 256, (16, 24, 3), dtype=np.uint8) for _ in range(2)]
+    crops[0][3, 5] = (10, 128, 255)  # B, G, R
+    tensor = crops_to_tensor(crops, torch.device("cpu"))
+    assert tensor.shape == (2, 3, 16, 24) and tensor.dtype == torch.float32 and tensor.is_contiguous()
+    assert tensor[0, :, 3, 5].tolist() == pytest.approx([1.0, 128 / 127.5 - 1, 10 / 127.5 - 1], abs=1e-6)
+    back = tensor_to_crops(tensor)
+    assert all(face.dtype == np.uint8 and face.flags.c_contiguous for face in back)
+    np.testing.assert_array_equal(np.stack(back), np.stack(crops))
+    clipped = tensor_to_crops(torch.full((1, 3, 2, 2), 1.7))  # unclamped network output
+    assert (clipped[0] == 255).all()
+
+
+@pytest.mark.parametrize(("memory_gib", "expected"), [(16, 4), (48, 4), (80, 16), (141, 16)])
+def test_faces_per_network_pass_grow_with_the_gpus_memory(
+    monkeypatch: pytest.MonkeyPatch, memory_gib: int, expected: int
+) -> None:
+    card = SimpleNamespace(total_memory=memory_gib * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: card)
+    assert batch_size_for(torch.device("cuda")) == expected
+    assert batch_size_for(torch.device("cpu")) == 1
 
 
 def test_inpainting_composite_takes_output_only_in_white_holes() -> None:

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from codeformer_core.errors import CheckpointMismatchError, CorruptWeightsError, InvalidOptionError
-from codeformer_core.faces.parsing import FaceParser, eroded_rectangle_mask, load_parse_network, soft_face_masks
+from codeformer_core.faces.parsing import (
+    FaceParser,
+    eroded_rectangle_mask,
+    load_parse_network,
+    separable_blur,
+    soft_face_masks,
+)
 from codeformer_core.layouts import FACE_SIZE
 from codeformer_core.network.cpu_convolutions import CpuConv2d, use_fast_cpu_convolutions
 from codeformer_core.testing.checkpoint_files import write_parsenet
@@ -128,3 +134,25 @@ def test_wrong_and_corrupt_checkpoints_are_named(tmp_path, parser_checkpoint):
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, wrong)
     with pytest.raises(CheckpointMismatchError, match=r"other\.pth does not fit the ParseNet.*parsing_parsenet\.pth"):
         FaceParser.from_checkpoint(wrong)
+
+
+def test_the_gpu_blur_gives_opencvs_values_borders_included():
+    # A GPU makes the masks with torch's convolutions, OpenCV's blur on the CPU; run the GPU formula here.
+    rng = np.random.default_rng(5)
+    masks = (rng.random((2, FACE_SIZE, FACE_SIZE)) > 0.6).astype(np.float32)
+    masks[:, :, :7] = 1.0  # a hard edge at the border: the reflect-101 padding decides these pixels
+    expected = np.stack([cv2.GaussianBlur(mask, (101, 101), 11) for mask in masks])
+    blurred = separable_blur(torch.from_numpy(masks).unsqueeze(1))[:, 0].numpy()
+    assert blurred.shape == expected.shape
+    np.testing.assert_allclose(blurred, expected, atol=2e-6)
+
+
+def test_masks_from_labels_on_a_tensor_equal_those_from_an_array():
+    labels = np.zeros((1, 128, 128), np.uint8)
+    labels[0, 30:100, 20:90] = SKIN
+    labels[0, 100:, :] = NECK
+    from_array = soft_face_masks(labels)
+    from_tensor = soft_face_masks(torch.from_numpy(labels))
+    assert from_array.shape == (1, FACE_SIZE, FACE_SIZE) and from_array.dtype == np.float32
+    np.testing.assert_array_equal(from_array, from_tensor)
+    assert from_array[0, 256, 220] > 0.99 and from_array[0, 500, 256] < 0.01

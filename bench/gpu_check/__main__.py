@@ -176,8 +176,9 @@ def document(rows: list[Row], results: dict, outcomes: dict, header: list[str]) 
         f"{SPEEDUP_TARGET:g}x faster than the reference's float32 one face at a time; a 4-face photo end to end "
         f"(faces given) under {PHOTO_TARGET_MS:g} ms on an H100; a new fidelity value under {FIDELITY_TARGET_MS:g} ms.",
         "Golden rows: exact float32 (TF32 off) unless the row says otherwise, against ../shared/golden/ with the CPU "
-        "tests' bounds. Every other row runs as torch's defaults do (cuDNN convolutions in TF32, cudnn.benchmark "
-        "off): the engine sets neither.",
+        "tests' bounds. Every other row starts from torch's defaults (cuDNN convolutions in TF32, cudnn.benchmark "
+        "off); the engine's float32 turns TF32 off for its own convolutions while they run, fast mode (fp16) "
+        "leaves the flags alone.",
         "Timing: the device synchronised around each timed call, host clock; warm-up calls first, then the median. "
         "Per face = the batch's time / its faces. Stand-in weights (golden fill) cost what the real ones do.", "",
     ])

@@ -4,7 +4,7 @@ of its own: the parent kills it at its time box, which a compile inside the pare
     python -m bench.gpu_check.compiled --batch 4 --warmup 3 --repeats 10 --out compiled.json
 
 Writes {"eager_ms", "compiled_ms" (per batch), "compile_s" (the first compiled call), "gap" (output difference
-over max |eager output|)}. CUDA only; the network is the pipeline's layout (channels_last decoder), fast mode.
+over max |eager output|)}. CUDA only; the network is in the pipeline's layout on CUDA (the default one), fast mode.
 """
 
 import argparse
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     device = torch.device("cuda")
-    net = filled_network("restore", device).use_channels_last()
+    net = filled_network("restore", device)
     faces = Inputs.find(DEFAULT_CARRY).aligned_faces()
     x = crops_to_tensor([faces[index % len(faces)] for index in range(args.batch)], device)
     precision = reduced_precision(device)

@@ -8,7 +8,9 @@ Also what the check needs from them that they do not offer as such:
   than a device call can carry (64 MiB), and the golden fill rule needs only numpy.
 """
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,10 +32,13 @@ from codeformer_core.testing.shared_data import SHARED_DIR_VARIABLE
 from codeformer_core.weights.registry import CODEFORMER_FILES, PARSER_FILE, REGISTRY
 from codeformer_core.weights.store import WeightStore
 
+from .timing import counted
+
 __all__ = [
     "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "Pipeline", "RestoreOptions",
     "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report",
-    "filled_network", "golden_input", "narrow_networks", "offline_pipeline", "published_state_dict", "read_image",
+    "filled_network", "golden_input", "narrow_networks", "offline_pipeline", "overflow_reruns", "published_state_dict",
+    "read_image",
     "reduced_precision", "reference_arrays", "tensor_to_crops", "use_golden_dir", "write_pipeline_weights",
 ]
 
@@ -104,3 +109,11 @@ def offline_pipeline(weights_dir: Path, device: torch.device) -> Pipeline:
     registry = {name: replace(entry, size=None, sha256=None) for name, entry in REGISTRY.items()}
     store = WeightStore(weights_dir, hub=HubSettings(offline=True), allow_url_fallback=False, registry=registry)
     return Pipeline(store, str(device))
+
+
+@contextlib.contextmanager
+def overflow_reruns() -> Iterator[list[tuple]]:
+    """One entry per network pass whose reduced-precision results overflowed and ran again (at the engine's
+    `overflow_fallback`) while the block runs."""
+    with counted(network_definition, "overflow_fallback") as calls:
+        yield calls

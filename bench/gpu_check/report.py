@@ -48,9 +48,11 @@ def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, .
                 GOLDEN_BOUNDS) for task, ws in fidelities.items()]
     rows += [
         Row("golden/restore/channels_last", "golden",
-            "golden vectors, restore, float32, channels_last decoder (the pipeline's layout)", GOLDEN_BOUNDS),
+            "golden vectors, restore, float32, channels_last decoder (the CPU pipeline's layout without NNPACK)",
+            GOLDEN_BOUNDS),
         Row("golden/restore/tf32", "golden",
-            "golden vectors, restore, torch's default float32 (TF32 convolutions), as the engine runs", GOLDEN_BOUNDS),
+            "golden vectors, restore, float32 as the engine runs it, from torch's default flags (TF32 convolutions on)",
+            GOLDEN_BOUNDS),
     ]
     rows += [Row(f"drift/{task}", "golden", f"fast mode ({fast}) drift, {task}") for task in fidelities]
     rows.append(Row("latency/reference", "reference",

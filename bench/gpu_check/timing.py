@@ -1,8 +1,9 @@
 """Clocks for the check: synchronised host time around device work, medians over repeats, and the run's time box."""
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -91,3 +92,20 @@ def peak_memory_mb(device: torch.device) -> float | None:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+@contextlib.contextmanager
+def counted(owner: object, name: str) -> Iterator[list[tuple]]:
+    """Record each call of `owner.name` (the engine looks the function up at call time) while the block runs."""
+    original = getattr(owner, name)
+    calls: list[tuple] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, counting)
+    try:
+        yield calls
+    finally:
+        setattr(owner, name, original)

@@ -91,6 +91,6 @@ def use_staged_group_norms(module: nn.Module) -> int:
     how many. For a network about to be exported: torch's own kernel is as accurate and faster."""
     return swap_modules(
         module,
-        lambda child: type(child) is nn.GroupNorm,
+        lambda child: isinstance(child, nn.GroupNorm) and not isinstance(child, StagedGroupNorm),
         lambda norm: StagedGroupNorm(norm.num_groups, norm.num_channels, eps=norm.eps),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import InvalidOptionError
 from ..layouts import FACE_SIZE, FaceCrop, Mask
@@ -60,18 +61,23 @@ class FaceParser:
 
     def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:
         """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
+        return self._labels(faces).cpu().numpy()
+
+    def paste_masks(self, faces: list[FaceCrop]) -> np.ndarray:
+        """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask)."""
+        return soft_face_masks(self._labels(faces))
+
+    def _labels(self, faces: list[FaceCrop]) -> torch.Tensor:
+        """face_labels on the parser's device: on a GPU the masks are made there too."""
         labels = []
         for start in range(0, len(faces), self.max_batch):
             resized = [_resize_square(face, self.resolution) for face in faces[start : start + self.max_batch]]
             batch = crops_to_tensor(resized, self.device)
             with torch.inference_mode():
-                logits = self.network(batch)
-            labels.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
-        return np.concatenate(labels) if labels else np.zeros((0, self.resolution, self.resolution), np.uint8)
-
-    def paste_masks(self, faces: list[FaceCrop]) -> np.ndarray:
-        """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask)."""
-        return soft_face_masks(self.face_labels(faces))
+                labels.append(self.network(batch).argmax(dim=1).to(torch.uint8))
+        if not labels:
+            return torch.zeros((0, self.resolution, self.resolution), dtype=torch.uint8)
+        return torch.cat(labels)
 
 
 def load_parse_network(path: str | Path, device: torch.device) -> ParseNet:
@@ -83,18 +89,45 @@ def load_parse_network(path: str | Path, device: torch.device) -> ParseNet:
     return network.fold_batch_norms().eval().to(device)
 
 
-def soft_face_masks(labels: np.ndarray) -> np.ndarray:
-    """Official post-processing of N x r x r labels: face classes -> 1, blurred twice at 512 px, edges cleared."""
-    masks = np.zeros((len(labels), FACE_SIZE, FACE_SIZE), np.float32)
-    for mask, face_labels in zip(masks, labels):
-        pasted = np.isin(face_labels, PASTED_CLASSES).astype(np.float32)
-        if pasted.shape[0] != FACE_SIZE:
-            pasted = cv2.resize(pasted, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+def soft_face_masks(labels: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Official post-processing of N x r x r labels: face classes -> 1, blurred twice at 512 px, edges cleared.
+
+    Made where the labels are: a GPU's labels stay there until the masks come back.
+    """
+    labels = torch.as_tensor(labels)
+    if len(labels) == 0:
+        return np.zeros((0, FACE_SIZE, FACE_SIZE), np.float32)
+    classes = torch.tensor(PASTED_CLASSES, dtype=labels.dtype, device=labels.device)
+    with torch.inference_mode():
+        pasted = torch.isin(labels, classes).float().unsqueeze(1)
+        if pasted.shape[-1] != FACE_SIZE:
+            pasted = F.interpolate(pasted, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False)
         for _ in range(2):
-            pasted = cv2.GaussianBlur(pasted, (_BLUR_KERNEL, _BLUR_KERNEL), _BLUR_SIGMA)
+            pasted = _official_blur(pasted)
+        masks = torch.zeros_like(pasted)
         edge = _CLEARED_BORDER
-        mask[edge:-edge, edge:-edge] = pasted[edge:-edge, edge:-edge]
-    return masks
+        masks[..., edge:-edge, edge:-edge] = pasted[..., edge:-edge, edge:-edge]
+        return masks.squeeze(1).cpu().numpy()
+
+
+def _official_blur(masks: torch.Tensor) -> torch.Tensor:
+    """cv2.GaussianBlur(kernel 101, sigma 11, its default reflect-101 border) of N x 1 x H x W float32 masks.
+
+    OpenCV's own on a CPU, where it is three times faster than torch's convolutions; on a GPU the same kernel as
+    two 1-D convolutions (the values agree within 1e-6).
+    """
+    if masks.device.type == "cpu":
+        blurred = [cv2.GaussianBlur(mask, (_BLUR_KERNEL, _BLUR_KERNEL), _BLUR_SIGMA) for mask in masks[:, 0].numpy()]
+        return torch.from_numpy(np.stack(blurred)).unsqueeze(1)
+    return separable_blur(masks)
+
+
+def separable_blur(masks: torch.Tensor) -> torch.Tensor:
+    """The official blur as a row and a column convolution, on the masks' device."""
+    kernel = torch.from_numpy(cv2.getGaussianKernel(_BLUR_KERNEL, _BLUR_SIGMA).astype(np.float32)).to(masks.device)
+    side = _BLUR_KERNEL // 2
+    rows = F.conv2d(F.pad(masks, (side, side, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(rows, (0, 0, side, side), mode="reflect"), kernel.view(1, 1, -1, 1))
 
 
 def eroded_rectangle_mask(covered: Mask) -> Mask:

@@ -22,7 +22,7 @@ from ..errors import InvalidImageError
 from ..layouts import FACE_SIZE, TASKS, Task
 from ..options import check_choice, check_fidelity
 from .encoded import EncodedFaces
-from .precision import Precision, autocast_for
+from .precision import Precision, computing_at, overflow_fallback
 from .transformer import transformer_layers
 from .vqgan import Encoder, Generator, ResBlock, VectorQuantizer
 
@@ -95,15 +95,16 @@ def _conv_lrelu_conv(channels: int) -> nn.Sequential:
 class CodeFormer(nn.Module):
     """The CodeFormer network for one task; see the module docstring for the data path.
 
-    Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact;
+    Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact, TF32 off on CUDA;
     "bf16" or "fp16" run under `torch.autocast` on the input's device: faster where the hardware has the
-    units, far slower where it emulates them; `reduced_precision(device)` picks the one worth using).
-    Whatever the precision, results come back as float32.
+    units, far slower where it emulates them; `reduced_precision(device)` picks the one worth using). A reduced
+    precision batch whose results overflow runs again at `overflow_fallback` (bf16 or float32). Whatever the
+    precision, results come back as float32.
     Convolution speed: on a CPU, `cpu_convolutions.use_fast_cpu_convolutions(net)` (Winograd and GEMM kernels)
-    runs the convolutions faster within the golden bounds (bench/README.md); elsewhere `use_channels_last()` runs
-    the decoder on N x H x W x C data (cuDNN's preferred layout, and faster on a CPU without NNPACK too; outputs
-    within the golden bounds). The encoder keeps the default layout there: channels_last moves its logits further.
-    The golden tests pin the default path and check both speed options.
+    runs the convolutions faster within the golden bounds (bench/README.md); on a CPU without NNPACK,
+    `use_channels_last()` runs the decoder on N x H x W x C data (faster there; outputs within the golden bounds;
+    the encoder keeps the default layout, as channels_last moves its logits further). On CUDA the default layout
+    is the faster one (bench/results-cuda.md). The golden tests pin the default path and check both speed options.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
 
@@ -159,10 +160,12 @@ class CodeFormer(nn.Module):
         """
         self._check_faces(x)
         x = x.contiguous()
-        with autocast_for(precision, x.device):
+        with computing_at(precision, x.device):
             lq_feat, skips = self.encoder(x, self.config.cft_resolutions)
             logits = self.predict_logits(lq_feat)
         lq_feat, logits = lq_feat.float(), logits.float()
+        if not _all_finite(precision, lq_feat, logits):
+            return self.encode(x, adain, overflow_fallback(precision, x.device))
         # Softmax is monotonic: its top-1 is the logits' argmax.
         idx = logits.argmax(dim=2)
         quant_feat = self.code_features(idx, lq_feat, adain)
@@ -182,9 +185,12 @@ class CodeFormer(nn.Module):
         w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
         """
         w = check_fidelity(w)
-        with autocast_for(precision, encoded.quant_feat.device):
+        with computing_at(precision, encoded.quant_feat.device):
             out = self.generate(encoded.quant_feat, encoded.skips, w)
-        return out.float()
+        out = out.float()
+        if not _all_finite(precision, out):
+            return self.decode(encoded, w, overflow_fallback(precision, out.device))
+        return out
 
     def code_features(self, idx: Tensor, lq_feat: Tensor, adain: bool) -> Tensor:
         """The codebook features of the code indices idx (N x 256), N x 256 x 16 x 16, given the encoder's
@@ -217,6 +223,16 @@ class CodeFormer(nn.Module):
     def _check_faces(self, x: Tensor) -> None:
         weight = self.position_emb
         check_faces(x, weight.dtype, weight.device)
+
+
+def _all_finite(precision: Precision, *results: Tensor) -> bool:
+    """Whether a run's results are usable: a float32 run's always are, as the reference's would be. In fp16 a
+    feature past 65504 turns into inf and then NaN, a black or white face (the golden-fill weights overflow at
+    high w); such a batch runs again at `overflow_fallback`. A CUDA graph being captured cannot wait for a value:
+    there the check is left out."""
+    if precision == "float32" or (results[0].is_cuda and torch.cuda.is_current_stream_capturing()):
+        return True
+    return all(bool(torch.isfinite(result).all()) for result in results)
 
 
 def check_faces(x: Tensor, dtype: torch.dtype, device: torch.device) -> None:

@@ -17,7 +17,23 @@ NORM_EPS = 1e-6
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """The VQGAN's normalisation: GroupNorm with 32 groups and eps 1e-6."""
-    return nn.GroupNorm(num_groups=GROUPS, num_channels=channels, eps=NORM_EPS, affine=True)
+    return AutocastGroupNorm(num_groups=GROUPS, num_channels=channels, eps=NORM_EPS, affine=True)
+
+
+class AutocastGroupNorm(nn.GroupNorm):
+    """GroupNorm that, under autocast, normalises reduced-precision features in their own precision.
+
+    Autocast runs every GroupNorm in float32, in and out, so each 512 x 512 feature map would be read and written
+    at twice the width and cast back for the next convolution; the norms then took more GPU time than the
+    convolutions (bench/results-cuda.md). The kernels still accumulate the statistics in float32. Outside
+    autocast, and for float32 input, it is plain GroupNorm.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 or not torch.is_autocast_enabled(x.device.type):
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
 
 
 class ResBlock(nn.Module):
