@@ -19,6 +19,7 @@ from .cluster.arguments import add_cluster_arguments
 from .errors import CodeFormerError, InvalidOptionError
 from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
+from .files import write_report
 from .images import encode_png, read_image
 from .inputs import VIDEO_SUFFIXES, collect_inputs, nothing_found
 from .layouts import TASKS, Mask
@@ -142,8 +143,8 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
             errors.append(f"{path}: {error}")
         except OSError as error:  # its result could not be written (a full disk, a folder in its way): go on
             errors.append(f"{path}: {error}")
-    if args.json:
-        args.json.write_text(json.dumps(reports, indent=2))
+    if args.json and (unwritten := write_report(args.json, reports)):
+        errors.append(unwritten)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     return 1 if errors else 0

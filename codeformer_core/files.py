@@ -4,6 +4,7 @@ A reader (another process, a job resumed after a kill) sees the old file or the 
 the rename stays on one filesystem because the temporary name is in the target's folder.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,3 +31,14 @@ def write_atomically(target: Path, data: bytes, temporary: Path) -> None:
     """`target` holds `data` completely or is left as it was; `data` is written to `temporary` first."""
     with replaced_atomically(target, temporary) as partial:
         partial.write_bytes(data)
+
+
+def write_report(target: Path, report: object) -> str | None:
+    """`report` as indented JSON in `target`, atomically; None once written, else the one-line reason it was not
+    (a full disk, no permission). The results it describes are already on disk: a caller reports the reason with
+    the run's other errors rather than stopping."""
+    try:
+        write_atomically(target, json.dumps(report, indent=2).encode(), hidden_sibling(target, "partial"))
+    except OSError as error:
+        return f"--json {target}: the report could not be written ({error.strerror or error})."
+    return None

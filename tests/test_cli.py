@@ -80,6 +80,20 @@ def test_a_json_report_into_a_missing_folder_is_refused_before_any_work(picture,
     assert not (tmp_path / "out").exists()
 
 
+def test_a_json_report_that_cannot_be_written_is_one_line_after_the_results(stand_in_weights, tmp_path, capsys):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    (tmp_path / ".report.json.partial").mkdir()  # a folder where the report is written before its rename
+    weights = stand_in_weights("codeformer.pth")
+
+    code = cli.main(["restore", str(ALIGNED_FACE), "-o", str(out), "--aligned", "--weights-dir", str(weights),
+                     "--device", "cpu", "--json", str(report)])  # fmt: skip
+
+    assert code == 1
+    (line,) = error_lines(capsys)
+    assert line.startswith(f"error: --json {report}: the report could not be written (") and line.endswith(").")
+    assert (out / f"{ALIGNED_FACE.stem}.png").is_file() and not report.exists()
+
+
 def test_an_output_folder_that_is_a_file_is_refused_in_one_line(picture, tmp_path, capsys):
     taken = tmp_path / "results"
     taken.write_text("a file, not a folder")

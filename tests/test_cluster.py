@@ -6,6 +6,7 @@ faceless pictures (only enlarged), plus a corrupt file between them. The plannin
 what is already done) and the actors it asks for are checked without Ray.
 """
 
+import errno
 import importlib.util
 import json
 import shutil
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from codeformer_core import cli
+from codeformer_core.cluster import job
 from codeformer_core.cluster.archive import partial_path, plan_job
 from codeformer_core.cluster.arguments import LOCAL, ActorPlan, check_address, plan_actors
 from codeformer_core.errors import InvalidOptionError
@@ -177,6 +179,36 @@ def test_inputs_come_as_folders_globs_and_list_files_and_outputs_keep_the_cli_na
     assert plan.videos == [(photos / "clip.mov", out / "clip.mp4")]
     assert plan.skipped == [photos / "b.png"]
     assert plan.errors == [f"{tmp_path / 'missing.png'}: no such file or folder"]
+
+
+@NEEDS_RAY
+def test_a_result_or_report_that_cannot_be_written_is_a_line_and_the_job_goes_on(
+    local_ray, weights, tmp_path, monkeypatch, capsys
+):
+    photos, output, summary = tmp_path / "photos", tmp_path / "out", tmp_path / "summary.json"
+    photos.mkdir()
+    for index in range(2):
+        cv2.imwrite(str(photos / f"{index}.png"), faceless_picture(index))
+    write = job.write_atomically
+
+    def disk_full_for_the_first(destination, data):
+        if destination.name == "0.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(destination, data)
+
+    monkeypatch.setattr(job, "write_atomically", disk_full_for_the_first)
+    (tmp_path / ".summary.json.partial").mkdir()  # where the summary is written before its rename
+
+    code = cli.main(["restore", str(photos), *CHEAP, "--weights-dir", str(weights), "-o", str(output), "--ray",
+                     "--actors", "1", "--json", str(summary)])  # fmt: skip
+
+    assert code == 1
+    assert sorted(path.name for path in output.iterdir()) == ["1.png"]
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {photos / '0.png'}: the result could not be written to {output / '0.png'} (No space left on device)",
+        f"error: --json {summary}: the report could not be written (Is a directory).",
+    ]
 
 
 @NEEDS_RAY

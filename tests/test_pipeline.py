@@ -305,12 +305,12 @@ def test_each_network_stage_runs_on_a_thread_that_ends_with_it(stand_in_weights,
     assert not any(thread.is_alive() for thread in stage_threads.values())
 
 
-def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(
+def test_out_of_device_memory_is_retried_with_half_the_batch_down_to_one_then_reported(
     stand_in_weights, one_face_photo, monkeypatch
 ):
     pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=4)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 4)  # as on a GPU
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 16)  # a large GPU
     batches_tried = []
 
     def encode(net, crops, *, adain, fast, batch):
@@ -326,7 +326,7 @@ def test_out_of_device_memory_is_retried_one_face_at_a_time_then_reported(
 
     result = pipeline.run(one_face_photo, RestoreOptions(upscale=1, parse_paste=False))
 
-    assert batches_tried == [4, 1] and result.report.faces_restored == 4
+    assert batches_tried == [16, 8, 4, 2, 1] and result.report.faces_restored == 4
 
     def always_out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")

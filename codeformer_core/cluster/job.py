@@ -25,6 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..errors import CodeFormerError, InvalidOptionError, WeightsError
+from ..files import write_report
 from ..inputs import nothing_found
 from ..layouts import Mask
 from ..options import RestoreOptions
@@ -69,10 +70,10 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
         for source, destination in plan.videos:
             job.restore_video(source, destination, args.chunk_frames)
     summary.seconds = time.perf_counter() - started
-    report = json.dumps(summary.to_dict(), indent=2)
-    if args.json:
-        args.json.write_text(report)
-    print(report)
+    print(json.dumps(summary.to_dict(), indent=2))
+    if args.json and (unwritten := write_report(args.json, summary.to_dict())):
+        print(f"error: {unwritten}", file=sys.stderr)
+        return 1
     return 1 if summary.failed else 0
 
 
@@ -101,11 +102,15 @@ class _Job:
                 if outcome["status"] == STOP:
                     raise WeightsError(outcome["message"])
                 if outcome["status"] == DONE:
-                    write_atomically(destination, outcome["png"])
-                    summary.done += 1
-                    summary.faces += outcome["faces"]
-                    if outcome["found"] == 0 and not self.worker_arguments["options"].aligned:
-                        summary.no_face.append(str(source))
+                    try:
+                        write_atomically(destination, outcome["png"])
+                    except OSError as error:  # a full disk, a folder in its way: the next photo may still fit
+                        self._failed(source, _unwritten(destination, error))
+                    else:
+                        summary.done += 1
+                        summary.faces += outcome["faces"]
+                        if outcome["found"] == 0 and not self.worker_arguments["options"].aligned:
+                            summary.no_face.append(str(source))
                 else:
                     self._failed(source, outcome["message"])
                 bar.set_postfix(summary.counts(), refresh=False)
@@ -145,6 +150,9 @@ class _Job:
             raise  # every video after this one would fail alike
         except CodeFormerError as error:
             self._failed(source, _message(error))
+            return
+        except OSError as error:
+            self._failed(source, _unwritten(destination, error))
             return
         finally:
             silent.unlink(missing_ok=True)
@@ -198,6 +206,10 @@ def _unwrapped_engine_errors() -> Iterator[None]:
 def _message(error: CodeFormerError) -> str:
     """The engine's one-line message, also when Ray wrapped the error (and appended its own lines to it)."""
     return str(getattr(error, "cause", None) or error).strip().splitlines()[0]
+
+
+def _unwritten(destination: Path, error: OSError) -> str:
+    return f"the result could not be written to {destination} ({error.strerror or error})"
 
 
 def _frames_in_chunk(size: tuple[int, int]) -> int:

@@ -429,17 +429,18 @@ class Pipeline:
     def _network_stage(self, work: Callable[[int], T]) -> T:
         """work(faces per batch); on a CPU on a thread of its own, so that NNPACK's per-thread workspace and the
         heap it freed go when it ends (`memory.on_own_thread`); out of memory on a GPU frees the device's cache
-        and runs work again one face at a time."""
-        batch = batch_size_for(self.device)
+        and runs work again with half the faces per batch, down to one."""
 
         def with_retry() -> T:
-            try:
-                return work(batch)
-            except torch.OutOfMemoryError:
-                if batch == 1:
-                    raise
-                self._free_device_memory()
-                return work(1)
+            batch = batch_size_for(self.device)
+            while True:
+                try:
+                    return work(batch)
+                except torch.OutOfMemoryError:
+                    if batch == 1:
+                        raise
+                    self._free_device_memory()
+                    batch //= 2
 
         return on_own_thread(with_retry) if self.device.type == "cpu" else with_retry()
 
