@@ -21,7 +21,7 @@ from codeformer_core import cli
 from codeformer_core.cluster import job
 from codeformer_core.cluster.archive import partial_path, plan_job
 from codeformer_core.cluster.arguments import LOCAL, ActorPlan, check_address, plan_actors
-from codeformer_core.errors import InvalidOptionError
+from codeformer_core.errors import InvalidOptionError, WeightsError, WeightsUnavailableError
 
 from .conftest import SAMPLES
 from .test_video import audio_stream_count, decoded_frames, write_clip
@@ -272,3 +272,20 @@ def test_a_ray_client_address_and_an_input_name_are_refused_in_one_line():
         r" put --ray after the inputs, or write --ray=auto\)\.$",
     ):
         check_address("group.jpg")
+
+
+def test_an_engine_error_from_an_actor_is_raised_again_as_itself_with_its_own_line():
+    class RemoteWeightsError(WeightsError):  # what Ray raises here: the cause's class, a remote traceback as message
+        def __init__(self, cause):
+            super().__init__(f"ray::PhotoWorker.__call__() (pid=4242)\n  File \"workers.py\", line 80\n{cause}")
+            self.cause = cause
+
+    cause = WeightsUnavailableError("codeformer.pth could not be downloaded: the Hub is unreachable")
+    with pytest.raises(WeightsUnavailableError) as raised, job._unwrapped_engine_errors():
+        raise RemoteWeightsError(cause)
+    assert str(raised.value) == "codeformer.pth could not be downloaded: the Hub is unreachable"
+
+    local = InvalidOptionError("--chunk-frames must be at least 1; got 0")
+    with pytest.raises(InvalidOptionError) as raised, job._unwrapped_engine_errors():
+        raise local
+    assert raised.value is local  # raised in this process: left as it is

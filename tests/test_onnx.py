@@ -185,3 +185,33 @@ def test_a_cuda_device_takes_the_gpu_providers_this_build_has_then_the_cpu(monke
     providers = providers_for(torch.device("cuda:1"), tmp_path)
 
     assert providers == [("CUDAExecutionProvider", {"device_id": "1"}), "CPUExecutionProvider"]
+
+
+def test_a_replaced_checkpoint_is_exported_again_and_its_old_pair_deleted(monkeypatch, tmp_path):
+    from codeformer_core.export import graph_cache
+    from codeformer_core.export.onnx_export import ExportedGraphs
+
+    exported = []
+
+    def export(task, checkpoint):  # a stand-in graph: the cache's bookkeeping is what is tested, not the export
+        exported.append(checkpoint.read_bytes())
+        value = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+        graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "stand-in", [value],
+                                       [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+        model = onnx.helper.make_model(graph)
+        return ExportedGraphs(task, True, model, model)
+
+    monkeypatch.setattr(graph_cache, "export_checkpoint", export)
+    checkpoint, cache = tmp_path / "codeformer.pth", tmp_path / "onnx"
+    checkpoint.write_bytes(b"first weights")
+
+    first = graph_cache.ensure_graphs("restore", checkpoint, cache)
+    assert graph_cache.ensure_graphs("restore", checkpoint, cache) == first and exported == [b"first weights"]
+    assert graph_cache.cached_graphs("restore", checkpoint, cache).encoder.graph.name == "stand-in"
+
+    checkpoint.write_bytes(b"other weights, another size")
+    second = graph_cache.ensure_graphs("restore", checkpoint, cache)
+
+    assert exported == [b"first weights", b"other weights, another size"]
+    assert second != first and all(path.is_file() for path in second)
+    assert sorted(path.name for path in cache.iterdir()) == sorted(path.name for path in second)

@@ -216,3 +216,34 @@ def test_the_app_on_zerogpu_imports_spaces_first_preloads_and_wraps_every_call(m
     assert order == ["device", "preload 4"]
     assert isinstance(built.restorer, ZeroGpuRestorer)
     assert built.serve["host"] == "0.0.0.0" and built.serve["concurrency"] == 2
+
+
+@pytest.mark.parametrize("space_id", ["someone/codeformer", None])
+def test_a_plain_space_preloads_without_zerogpu_a_missing_file_only_warns_and_a_laptop_loads_lazily(
+    monkeypatch, capsys, space_id
+):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    if space_id:
+        monkeypatch.setenv("SPACE_ID", space_id)
+    else:
+        monkeypatch.delenv("SPACE_ID", raising=False)
+    preloaded: list[int] = []
+
+    def preload(self, requests):
+        preloaded.append(len(requests))
+        raise WeightsUnavailableError("codeformer.pth could not be downloaded: the Hub is unreachable")
+
+    built = SimpleNamespace()
+    monkeypatch.setattr(Pipeline, "preload", preload)
+    monkeypatch.setattr(app, "build_demo", lambda restorer, settings, profile: setattr(built, "restorer", restorer))
+    monkeypatch.setattr(app, "serve", lambda demo, **kwargs: setattr(built, "serve", kwargs))
+
+    assert app.main(["--device", "cpu"]) == 0
+
+    assert not isinstance(built.restorer, ZeroGpuRestorer)
+    if space_id:
+        assert preloaded == [4]
+        assert capsys.readouterr().err.strip() == (
+            "warning: models not loaded ahead: codeformer.pth could not be downloaded: the Hub is unreachable")
+    else:
+        assert preloaded == [] and capsys.readouterr().err == ""
