@@ -151,7 +151,7 @@ def _run_section(ctx: Context, name: str, section: Section, not_applicable: type
 
 
 def _rows(scale: Scale, fast: str) -> list[Row]:
-    return planned_rows(scale.fidelities, scale.batches, scale.compile_batch, scale.photo_modes, fast)
+    return planned_rows(scale.fidelities, scale.batches, scale.compile_batch, scale.photo_modes, fast, scale.candidate)
 
 
 def write_outputs(ctx: Context, rows: list[Row], header: list[str], out: Path | None) -> None:

@@ -21,9 +21,17 @@ from codeformer_core.errors import DeviceError
 from codeformer_core.faces.detection import DetectedFace, faces_from_report
 from codeformer_core.images import LoadedImage, read_image
 from codeformer_core.network import CodeFormer, build_network, composite_inpainting, reduced_precision
+from codeformer_core.network import batches as network_batches
 from codeformer_core.network import codeformer as network_definition
-from codeformer_core.network.batches import crops_to_tensor, decode_faces, encode_faces, tensor_to_crops
+from codeformer_core.network.batches import (
+    crops_to_tensor,
+    decode_faces,
+    encode_faces,
+    precision_for,
+    tensor_to_crops,
+)
 from codeformer_core.network.parsenet import ParseNet
+from codeformer_core.network.precision import native_bf16
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings
@@ -36,10 +44,10 @@ from .timing import counted
 
 __all__ = [
     "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "Pipeline", "RestoreOptions",
-    "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report",
-    "filled_network", "golden_input", "narrow_networks", "offline_pipeline", "overflow_reruns", "published_state_dict",
-    "read_image",
-    "reduced_precision", "reference_arrays", "tensor_to_crops", "use_golden_dir", "write_pipeline_weights",
+    "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report", "fast_precision",
+    "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_reruns",
+    "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",
+    "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -117,3 +125,15 @@ def overflow_reruns() -> Iterator[list[tuple]]:
     `overflow_fallback`) while the block runs."""
     with counted(network_definition, "overflow_fallback") as calls:
         yield calls
+
+
+@contextlib.contextmanager
+def fast_precision(precision: str) -> Iterator[None]:
+    """The engine's fast mode runs at `precision` while the block runs, wherever it asks for its reduced precision
+    (`batches.precision_for` looks `reduced_precision` up at call time)."""
+    original = network_batches.reduced_precision
+    network_batches.reduced_precision = lambda device: precision
+    try:
+        yield
+    finally:
+        network_batches.reduced_precision = original

@@ -16,6 +16,7 @@ from .engine import (
     composite_inpainting,
     filled_network,
     golden_input,
+    native_bf16,
     overflow_reruns,
     reduced_precision,
     reference_arrays,
@@ -42,9 +43,10 @@ def exact_float32() -> Iterator[None]:
 
 
 def run_golden(ctx: Context) -> None:
-    """Per task: exact float32 against the golden bounds, then the engine's fast precision's drift; for restore
-    also the channels_last decoder and the engine's float32 started from torch's default flags (TF32 on)."""
-    fast = reduced_precision(ctx.device)
+    """Per task: exact float32 against the golden bounds, then the drift of the engine's fast precision and of
+    the candidate one; for restore also the channels_last decoder and the engine's float32 started from torch's
+    default flags (TF32 on)."""
+    fast, candidate = reduced_precision(ctx.device), ctx.scale.candidate
     for task, fidelities in ctx.scale.fidelities.items():
         ctx.deadline.require(15, f"golden vectors of {task}")
         net = filled_network(task, ctx.device)
@@ -58,12 +60,24 @@ def run_golden(ctx: Context) -> None:
         with overflow_reruns() as reruns:
             drifted = _outputs(net, x, task, fidelities, fast)
         ctx.results[f"drift/{task}"] = _drift_result(drifted, reference, fidelities, fast, len(reruns))
+        if native_bf16(ctx.device):
+            with overflow_reruns() as reruns:
+                drifted = _outputs(net, x, task, fidelities, candidate)
+            ctx.results[f"drift/{task}/{candidate}"] = _drift_result(drifted, reference, fidelities, candidate,
+                                                                     len(reruns))
+        else:
+            ctx.results[f"drift/{task}/{candidate}"] = no_candidate(candidate)
         ctx.numbers.setdefault("golden", {})[task] = _gaps(exact, reference, fidelities)
         if task == "restore":
             _restore_variants(ctx, net, x, fidelities, reference, stand_in)
         del net
         if ctx.on_gpu:
             torch.cuda.empty_cache()  # the next task's network starts from a clean pool
+
+
+def no_candidate(candidate: str) -> Result:
+    """The row of a candidate precision this device would only emulate (many times slower: bench/README.md)."""
+    return Result(verdict="n/a", notes=f"no native {candidate} on this device")
 
 
 def _restore_variants(ctx: Context, net: CodeFormer, x: torch.Tensor, fidelities: tuple[float, ...],

@@ -21,9 +21,12 @@ from .engine import (
     Pipeline,
     RestoreOptions,
     faces_from_report,
+    fast_precision,
+    native_bf16,
     overflow_reruns,
     read_image,
 )
+from .golden import no_candidate
 from .plan import Context
 from .report import FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result
 from .timing import counted, peak_memory_mb, reset_peak_memory, time_once
@@ -54,8 +57,14 @@ def run_photo(ctx: Context) -> None:
     variants = (image_variant(image, index) for index in range(1, 256))
     before = _resident(pipeline)
     with counted(torch.cuda, "empty_cache") as empty_cache_calls:
-        memory = {mode: _photo_mode(ctx, pipeline, variants, faces, fast=mode == "fast")
-                  for mode in ctx.scale.photo_modes}
+        memory = {mode: _photo_mode(ctx, pipeline, variants, faces, mode) for mode in ctx.scale.photo_modes}
+        candidate = ctx.scale.candidate
+        if native_bf16(ctx.device):
+            with fast_precision(candidate):
+                memory[candidate] = _photo_mode(ctx, pipeline, variants, faces, candidate)
+        else:
+            for row in ("first", "fidelity"):
+                ctx.results[f"photo/{candidate}/{row}"] = no_candidate(candidate)
     after = _resident(pipeline)
     stayed = before == after and after.device == ctx.device.type and not empty_cache_calls
     requests = sum(numbers["requests"] for numbers in memory.values())
@@ -80,10 +89,10 @@ def image_variant(image: LoadedImage, index: int) -> LoadedImage:
     return replace(image, bgr=pixels)
 
 
-def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage], faces: list[DetectedFace], *,
-                fast: bool) -> dict[str, float]:
-    mode = "fast" if fast else "float32"
-    options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, background="none", fast=fast)
+def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage], faces: list[DetectedFace],
+                mode: str) -> dict[str, float]:
+    """Whole-photo rows of `mode`: "float32", "fast", or the candidate precision (fast mode, set by the caller)."""
+    options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, background="none", fast=mode != "float32")
     again = replace(options, fidelity=NEW_FIDELITY)
     reset_peak_memory(ctx.device)
     start_mb = _allocated_mb(ctx.device)

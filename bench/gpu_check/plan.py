@@ -45,6 +45,9 @@ class Scale:
     photo_modes: tuple[str, ...]
     """"fast" and/or "float32"."""
     compile_batch: int
+    candidate: str = "bf16"
+    """The other reduced precision the GPU's fast mode could run (fp16 overflows on some weights, bf16 cannot):
+    measured beside it in the same run, so that one run settles which to use."""
 
 
 FULL = Scale(

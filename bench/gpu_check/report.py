@@ -42,8 +42,9 @@ class SectionOutcome:
 
 
 def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, ...], compile_batch: int,
-                 photo_modes: tuple[str, ...], fast: str) -> list[Row]:
-    """Every row of the table, in the order the check measures them; `fast` names the fast mode's precision."""
+                 photo_modes: tuple[str, ...], fast: str, candidate: str) -> list[Row]:
+    """Every row of the table, section by section; `fast` names the fast mode's precision, `candidate` the one
+    measured beside it."""
     rows = [Row(f"golden/{task}", "golden", f"golden vectors, {task}, float32, w {', '.join(f'{w:g}' for w in ws)}",
                 GOLDEN_BOUNDS) for task, ws in fidelities.items()]
     rows += [
@@ -55,12 +56,15 @@ def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, .
             GOLDEN_BOUNDS),
     ]
     rows += [Row(f"drift/{task}", "golden", f"fast mode ({fast}) drift, {task}") for task in fidelities]
+    rows += [Row(f"drift/{task}/{candidate}", "golden", f"fast mode as {candidate} (candidate) drift, {task}")
+             for task in fidelities]
     rows.append(Row("latency/reference", "reference",
                     "network per face, reference (published architecture, float32, one face at a time)"))
-    for precision, label in (("float32", "float32"), ("fast", fast)):
+    modes = (("float32", "float32"), ("fast", fast), (candidate, f"{candidate} as fast mode (candidate)"))
+    for mode, label in modes:
         for batch in batches:
-            target = f">= {SPEEDUP_TARGET:g}x" if precision == "fast" and batch > 1 else "(none)"
-            rows.append(Row(f"latency/{precision}/b{batch}", "latency",
+            target = f">= {SPEEDUP_TARGET:g}x" if mode != "float32" and batch > 1 else "(none)"
+            rows.append(Row(f"latency/{mode}/b{batch}", "latency",
                             f"network per face, ours, {label}, batch {batch}", target))
     for batch in batches:
         rows.append(Row(f"options/benchmark/b{batch}", "speed options",
@@ -78,6 +82,12 @@ def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, .
                 f"< {FIDELITY_TARGET_MS:g} ms"),
             Row(f"photo/{mode}/memory", "whole photo", f"peak GPU memory, whole photo, {label}"),
         ]
+    rows += [
+        Row(f"photo/{candidate}/first", "whole photo",
+            f"whole photo, faces given, end to end, {candidate} as fast mode (candidate)", f"< {PHOTO_TARGET_MS:g} ms"),
+        Row(f"photo/{candidate}/fidelity", "whole photo", f"new fidelity, whole photo, {candidate} as fast mode "
+            "(candidate)", f"< {FIDELITY_TARGET_MS:g} ms"),
+    ]
     rows += [
         Row("photo/resident", "whole photo", "pipeline stays CUDA-resident between requests",
             "same models, never moved, no empty_cache"),

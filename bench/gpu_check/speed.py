@@ -19,7 +19,18 @@ from functools import partial
 
 import torch
 
-from .engine import CodeFormer, crops_to_tensor, decode_faces, encode_faces, overflow_reruns, reduced_precision
+from .engine import (
+    CodeFormer,
+    crops_to_tensor,
+    decode_faces,
+    encode_faces,
+    fast_precision,
+    native_bf16,
+    overflow_reruns,
+    precision_for,
+    reduced_precision,
+)
+from .golden import no_candidate
 from .plan import REPO_ROOT, Context
 from .report import SPEEDUP_TARGET, Result, ratio_result
 from .timing import Series, peak_memory_mb, reset_peak_memory, series
@@ -36,26 +47,36 @@ class NotApplicable(Exception):
 
 
 def run_latency(ctx: Context) -> None:
+    """float32 and fast mode through the engine, then fast mode at the candidate precision."""
     net = ctx.pipeline.models.codeformer("restore")
-    fast_precision = reduced_precision(ctx.device)
-    for fast in (False, True):
-        mode = "fast" if fast else "float32"
+    _latency_rows(ctx, net, "float32", fast=False)
+    _latency_rows(ctx, net, "fast", fast=True)
+    candidate = ctx.scale.candidate
+    if not native_bf16(ctx.device):
         for batch in ctx.scale.batches:
-            reset_peak_memory(ctx.device)
-            network = partial(_through_engine, net, ctx.faces(batch), fast)
-            with overflow_reruns() as reruns:
-                timing = _series(ctx, network, f"latency, {mode}, batch {batch}")
-            per_face = timing.median_ms / batch
-            peak = peak_memory_mb(ctx.device)
-            ctx.numbers.setdefault("latency", {})[f"{mode}/b{batch}"] = {"seconds": timing.seconds, "peak_gpu_mb": peak}
-            target = SPEEDUP_TARGET if fast and batch > 1 else None
-            precision = fast_precision if fast else "float32"
-            memory = f", peak GPU memory {peak:.0f} MiB" if peak is not None else ""
-            overflowed = f"; {len(reruns)} passes overflowed and ran again" if reruns else ""
-            ctx.results[f"latency/{mode}/b{batch}"] = ratio_result(
-                ctx.reference_ms, per_face, target,
-                f"{precision}; batch {timing.median_ms:.1f} ms, median of {len(timing.seconds)} (spread "
-                f"{timing.spread:.0%}){memory}{overflowed}")
+            ctx.results[f"latency/{candidate}/b{batch}"] = no_candidate(candidate)
+        return
+    with fast_precision(candidate):
+        _latency_rows(ctx, net, candidate, fast=True)
+
+
+def _latency_rows(ctx: Context, net: CodeFormer, mode: str, *, fast: bool) -> None:
+    precision = precision_for(ctx.device, fast)
+    for batch in ctx.scale.batches:
+        reset_peak_memory(ctx.device)
+        network = partial(_through_engine, net, ctx.faces(batch), fast)
+        with overflow_reruns() as reruns:
+            timing = _series(ctx, network, f"latency, {mode}, batch {batch}")
+        per_face = timing.median_ms / batch
+        peak = peak_memory_mb(ctx.device)
+        ctx.numbers.setdefault("latency", {})[f"{mode}/b{batch}"] = {"seconds": timing.seconds, "peak_gpu_mb": peak}
+        target = SPEEDUP_TARGET if fast and batch > 1 else None
+        memory = f", peak GPU memory {peak:.0f} MiB" if peak is not None else ""
+        overflowed = f"; {len(reruns)} passes overflowed and ran again" if reruns else ""
+        ctx.results[f"latency/{mode}/b{batch}"] = ratio_result(
+            ctx.reference_ms, per_face, target,
+            f"{precision}; batch {timing.median_ms:.1f} ms, median of {len(timing.seconds)} (spread "
+            f"{timing.spread:.0%}){memory}{overflowed}")
 
 
 def run_speed_options(ctx: Context) -> None:

@@ -29,12 +29,13 @@ def overflow_fallback(precision: Precision, device: torch.device) -> Precision:
     """What to run again in when results at `precision` overflowed: fp16's range ends at 65504, bf16 has
     float32's, so bf16 where the device computes it natively (CUDA from Ampere on, AMX/AVX512-BF16 CPUs), else
     float32."""
-    if precision == "fp16" and _native_bf16(device):
+    if precision == "fp16" and native_bf16(device):
         return "bf16"
     return "float32"
 
 
-def _native_bf16(device: torch.device) -> bool:
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: CUDA from Ampere on, CPUs with AMX or AVX512-BF16."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     return cpu_has_native_bf16()
