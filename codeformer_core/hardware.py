@@ -16,8 +16,8 @@ CPU_CORE_SECONDS_PER_FACE = 20.0
 """CPU time for one face through detection, both network halves, parsing and paste-back, rounded up from the
 measurement in bench/README.md ("Measurements behind the engine's constants")."""
 GPU_SECONDS_PER_FACE = 0.1
-"""A whole photo's time per face in fast mode on an H100, with room for smaller GPUs and the work the check leaves
-out (detection, the Real-ESRGAN background)."""
+"""About four times an H100's whole-photo time per face in fast mode: room for smaller GPUs and for the work the
+GPU check leaves out (detection, the Real-ESRGAN background)."""
 GPU_GIB_PER_REQUEST = 4.0
 """One request's peak (four faces batched, ParseNet at 512 px) measured under 3 GiB, with room for a Real-ESRGAN
 tile; a GPU runs total memory / this many requests at once."""
