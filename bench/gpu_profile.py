@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -28,6 +27,7 @@ from torch import nn
 
 from bench.gpu_check.engine import (
     RestoreOptions,
+    StageClock,
     crops_to_tensor,
     faces_from_report,
     filled_network,
@@ -40,46 +40,35 @@ from bench.gpu_check.engine import (
 )
 from bench.gpu_check.photo import image_variant
 from bench.gpu_check.plan import DEFAULT_CARRY, FACES_FILE, Inputs
-from codeformer_core.pipeline import clock
+from bench.gpu_check.timing import synchronize, time_once
 
 FIDELITY = 0.5
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def median_ms(work: Callable[[], object], device: torch.device, repeats: int) -> float:
     """The median of `repeats` timed calls, after one untimed call unless a single call is asked for (dry run)."""
     if repeats > 1:
         work()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        work()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(time_once(work, device)[1] for _ in range(repeats))
 
 
 @contextlib.contextmanager
 def synchronised_stages(device: torch.device) -> Iterator[None]:
-    original = clock.StageClock.stage
+    """Every pipeline stage's clock waits for the device at both ends while the block runs."""
+    original = StageClock.stage
 
     @contextlib.contextmanager
-    def stage(self: clock.StageClock, name: str, message: str) -> Iterator[None]:
-        sync(device)
+    def stage(self: StageClock, name: str, message: str) -> Iterator[None]:
+        synchronize(device)
         with original(self, name, message):
             yield
-            sync(device)
+            synchronize(device)
 
-    clock.StageClock.stage = stage
+    StageClock.stage = stage
     try:
         yield
     finally:
-        clock.StageClock.stage = original
+        StageClock.stage = original
 
 
 def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) -> None:
@@ -96,15 +85,10 @@ def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) ->
             for index in range(1 if args.dry_run else 4):
                 variant = image_variant(image, index + 1)
                 with synchronised_stages(device):
-                    sync(device)
-                    start = time.perf_counter()
-                    first = pipeline.run(variant, options, faces=faces)
-                    sync(device)
-                    middle = time.perf_counter()
-                    again = pipeline.run(variant, replace(options, fidelity=0.8), faces=faces)
-                    sync(device)
-                    end = time.perf_counter()
-                rows.append((middle - start, end - middle, first.report.timings, again.report.timings))
+                    first, first_s = time_once(partial(pipeline.run, variant, options, faces=faces), device)
+                    again, again_s = time_once(
+                        partial(pipeline.run, variant, replace(options, fidelity=0.8), faces=faces), device)
+                rows.append((first_s, again_s, first.report.timings, again.report.timings))
             total, total_again, stages, stages_again = rows[-1]
             mode = "fast" if fast else "float32"
             print(f"whole photo {mode}, {len(faces)} faces, synchronised: first {1000 * total:.1f} ms "
@@ -157,7 +141,7 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
         x = x_all[:4]
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
             base.decode(base.encode(x, precision=fast), FIDELITY, precision=fast)
-            sync(device)
+            synchronize(device)
         print(f"--- top kernels, engine {fast}, batch 4")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90))
 

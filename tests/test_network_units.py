@@ -26,6 +26,7 @@ from codeformer_core.network.loading import checkpoint_task, load_network
 from codeformer_core.network.precision import computing_at, exact_cuda_convolutions, overflow_fallback
 from codeformer_core.network.transformer import TransformerSALayer
 from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, VectorQuantizer
+from codeformer_core.pipeline.models import Models
 from codeformer_core.testing.golden import golden_state_dict, manifest, write_official_checkpoint
 from codeformer_core.weights.checkpoints import read_state_dict
 
@@ -430,6 +431,36 @@ def test_encoded_faces_select_out_of_range_and_to_device() -> None:
         encoded.select(2)
     moved = encoded.to("cpu")
     assert torch.equal(moved.skips[32], encoded.skips[32]) and moved.idx.dtype == torch.int64
+
+
+@pytest.mark.parametrize(("device", "kernels", "layout"), [
+    ("cuda", "fast", torch.contiguous_format),  # measured faster on an H100 than channels_last (results-cuda.md)
+    ("cpu", "plain", torch.channels_last),  # oneDNN without NNPACK's kernels
+])
+def test_the_pipeline_runs_the_decoder_in_each_devices_faster_layout(device: str, kernels: str, layout) -> None:
+    models = Models(weights=None, device=torch.device(device), cpu_kernels=kernels)
+    assert models._tuned(network_skeleton("restore")).decoder_memory_format == layout
+
+
+def test_group_norm_under_autocast_runs_outside_it_at_the_inputs_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA's autocast casts a plain GroupNorm's input up to float32 (a CPU's does not, so the call is what is seen
+    # here): ours is called with autocast off and its weights at the features' precision.
+    calls = []
+    group_norm = F.group_norm
+
+    def recording(x, groups, weight=None, bias=None, eps=1e-5):
+        calls.append((x.dtype, weight.dtype, torch.is_autocast_enabled("cpu")))
+        return group_norm(x, groups, weight, bias, eps)
+
+    monkeypatch.setattr(F, "group_norm", recording)
+    norm = AutocastGroupNorm(4, 16, eps=1e-6)
+    x = torch.randn(1, 16, 4, 4)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        norm(x.bfloat16())
+        norm(x)
+    norm(x)
+    assert calls == [(torch.bfloat16, torch.bfloat16, False), (torch.float32, torch.float32, True),
+                     (torch.float32, torch.float32, False)]
 
 
 def test_channels_last_switches_the_decoder_only() -> None:

@@ -34,6 +34,7 @@ from codeformer_core.network.parsenet import ParseNet
 from codeformer_core.network.precision import native_bf16
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline.clock import StageClock
 from codeformer_core.settings import HubSettings
 from codeformer_core.testing import golden as golden_vectors
 from codeformer_core.testing.shared_data import SHARED_DIR_VARIABLE
@@ -43,7 +44,7 @@ from codeformer_core.weights.store import WeightStore
 from .timing import counted
 
 __all__ = [
-    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "Pipeline", "RestoreOptions",
+    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "Pipeline", "RestoreOptions", "StageClock",
     "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report", "fast_precision",
     "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_reruns",
     "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",

@@ -23,7 +23,7 @@ from .engine import (
     tensor_to_crops,
 )
 from .plan import Context
-from .report import Result
+from .report import Result, no_candidate
 
 FEATURE_BOUND = 1e-4
 OUTPUT_BOUND = 1e-3  # times max |reference output|
@@ -73,11 +73,6 @@ def run_golden(ctx: Context) -> None:
         del net
         if ctx.on_gpu:
             torch.cuda.empty_cache()  # the next task's network starts from a clean pool
-
-
-def no_candidate(candidate: str) -> Result:
-    """The row of a candidate precision this device would only emulate (many times slower: bench/README.md)."""
-    return Result(verdict="n/a", notes=f"no native {candidate} on this device")
 
 
 def _restore_variants(ctx: Context, net: CodeFormer, x: torch.Tensor, fidelities: tuple[float, ...],

@@ -26,9 +26,8 @@ from .engine import (
     overflow_reruns,
     read_image,
 )
-from .golden import no_candidate
 from .plan import Context
-from .report import FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result
+from .report import FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result, no_candidate
 from .timing import counted, peak_memory_mb, reset_peak_memory, time_once
 
 FIDELITY = 0.5  # the official default w
@@ -141,8 +140,8 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
 def _reruns_note(reruns: int, runs: int) -> str:
     if not reruns:
         return ""
-    return (f"; network passes out of fp16's range, run again at the engine's fallback: {reruns} in {runs} runs "
-            "(the golden-fill weights overflow at high w)")
+    return (f"; network passes out of their precision's range, run again at the engine's fallback: {reruns} in "
+            f"{runs} runs (the golden-fill weights overflow fp16 at high w)")
 
 
 def _memory_result(peak: float | None, start_mb: float) -> Result:

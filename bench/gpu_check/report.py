@@ -119,6 +119,11 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def no_candidate(candidate: str) -> Result:
+    """The row of a candidate precision this device would only emulate (many times slower: bench/README.md)."""
+    return Result(verdict="n/a", notes=f"no native {candidate} on this device")
+
+
 def ratio_result(baseline_ms: float | None, ours_ms: float, target: float | None, notes: str,
                  baseline_label: str = "") -> Result:
     """A time row against a baseline time (ratio = baseline / ours), judged against `target` when there is one."""

@@ -30,9 +30,8 @@ from .engine import (
     precision_for,
     reduced_precision,
 )
-from .golden import no_candidate
 from .plan import REPO_ROOT, Context
-from .report import SPEEDUP_TARGET, Result, ratio_result
+from .report import SPEEDUP_TARGET, Result, no_candidate, ratio_result
 from .timing import Series, peak_memory_mb, reset_peak_memory, series
 
 FIDELITY = 0.5

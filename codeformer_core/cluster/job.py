@@ -70,8 +70,9 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
         for source, destination in plan.videos:
             job.restore_video(source, destination, args.chunk_frames)
     summary.seconds = time.perf_counter() - started
-    print(json.dumps(summary.to_dict(), indent=2))
-    if args.json and (unwritten := write_report(args.json, summary.to_dict())):
+    report = summary.to_dict()
+    print(json.dumps(report, indent=2))
+    if args.json and (unwritten := write_report(args.json, report)):
         print(f"error: {unwritten}", file=sys.stderr)
         return 1
     return 1 if summary.failed else 0

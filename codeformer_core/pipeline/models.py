@@ -96,10 +96,10 @@ class Models:
 
     def _tuned(self, net: CodeFormer) -> CodeFormer:
         """The CodeFormer network's fastest convolutions on its device, all within the golden bounds
-        (tests/test_network_golden.py runs both): Winograd on a CPU, else on a CPU a channels_last decoder
-        (oneDNN's faster layout without NNPACK). On CUDA the default layout, which measured faster there
-        (bench/results-cuda.md)."""
-        if use_fast_cpu_convolutions(net, self.cpu_kernels) or self.device.type == "cuda":
+        (tests/test_network_golden.py runs each): on CUDA the default layout, which measured faster there
+        (bench/results-cuda.md); on a CPU Winograd, else a channels_last decoder (oneDNN's faster layout without
+        NNPACK)."""
+        if self.device.type == "cuda" or use_fast_cpu_convolutions(net, self.cpu_kernels):
             return net
         return net.use_channels_last()
 
