@@ -3,6 +3,7 @@ the same code as on a GPU machine, so a mistake in it shows here rather than in 
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from bench.gpu_check.engine import overflow_events
 from bench.gpu_check.plan import DRY_RUN, FULL
 from bench.gpu_check.report import planned_rows
+from codeformer_core.network import EncodedFaces, build_network, precision
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUDA_ONLY = ("speed options", "torch.compile")
@@ -102,3 +106,24 @@ def test_profile_dry_run_times_the_stages_and_every_network_variant(tmp_path: Pa
     variants = {name: numbers for name, numbers in report.items() if name.startswith("net/")}
     assert len(variants) == 4 and all(numbers["per_face_ms"]["2"] > 0 for numbers in variants.values())
     assert variants["net/float32 (engine: TF32 off)"]["codes"] == 0
+
+
+def test_the_check_counts_overflow_reruns_and_decodes_that_start_at_the_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    net = build_network("restore").eval()
+    half_out_of_range = {torch.float16: math.inf}  # fp16 overflows at every w here
+    net.generate = lambda feat, skips, w: torch.full(
+        (len(feat), 3, 512, 512), half_out_of_range.get(torch.get_autocast_dtype("cpu"), 0.0)
+        if torch.is_autocast_enabled("cpu") else 0.0)
+    zeros = torch.zeros(1, 256, 16, 16)
+    encoded = EncodedFaces(quant_feat=zeros, skips={}, logits=torch.zeros(1, 256, 1024),
+                           idx=torch.zeros(1, 256, dtype=torch.long), lq_feat=zeros)
+    with overflow_events() as events:
+        for w in (0.8, 0.5, 0.9):
+            net.decode(encoded, w, precision="fp16")
+    assert len(events.reruns) == 2 and events.fallback_starts == [("fp16", "bf16", 0.9)]
+    assert events.describe(passes=3) == (
+        "; 2 of 3 network passes out of their precision's range ran again at the engine's fallback"
+        "; 1 decodes (w >= 0.9) started in bf16 instead of fp16, after an earlier one overflowed")

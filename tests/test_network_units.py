@@ -278,6 +278,59 @@ def test_a_batch_that_overflows_in_reduced_precision_runs_again(monkeypatch: pyt
         assert torch.equal(out, net.decode(exact, 0.5))
 
 
+def _decoder_that_overflows_fp16_from(net, lowest_w: float) -> list[tuple[float, torch.dtype]]:
+    """Replace `net.generate` by one that returns zeros, or infinities for fp16 at `lowest_w` or above; returns
+    the (w, precision) of each call as it happens."""
+    calls = []
+
+    def generate(quant_feat, skips, w):
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        calls.append((w, dtype))
+        out = torch.zeros(len(quant_feat), 3, 512, 512)
+        return out + math.inf if dtype == torch.float16 and w >= lowest_w else out
+
+    net.generate = generate
+    return calls
+
+
+def _zero_encoded(faces: int) -> EncodedFaces:
+    return EncodedFaces(quant_feat=torch.zeros(faces, 256, 16, 16), skips={}, logits=torch.zeros(faces, 256, 1024),
+                        idx=torch.zeros(faces, 256, dtype=torch.long), lq_feat=torch.zeros(faces, 256, 16, 16))
+
+
+def test_after_fp16_overflows_at_some_w_decodes_at_that_w_or_above_start_in_bf16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)  # the fallback is bf16, as on an H100
+    net = build_network("restore").eval()
+    calls = _decoder_that_overflows_fp16_from(net, 0.7)
+    encoded = _zero_encoded(2)
+    half, bf16 = torch.float16, torch.bfloat16
+    for w in (0.5, 0.8, 0.9, 0.6, 0.8):
+        assert torch.isfinite(net.decode(encoded, w, precision="fp16")).all()
+    assert calls == [(0.5, half), (0.8, half), (0.8, bf16), (0.9, bf16), (0.6, half), (0.8, bf16)]
+    assert net.decoder_overflows.lowest_w("fp16") == 0.8
+    calls.clear()
+    net.decode(encoded, 0.7, precision="fp16")  # below the lowest w seen so far: fp16 is tried, and 0.7 learnt
+    net.decode(encoded, 0.75, precision="fp16")
+    assert calls == [(0.7, half), (0.7, bf16), (0.75, bf16)]
+    assert net.decoder_overflows.lowest_w("fp16") == 0.7
+    assert net.decoder_overflows.lowest_w("bf16") is None
+    assert build_network("restore").decoder_overflows.lowest_w("fp16") is None  # each network learns its own
+    copied = pickle.loads(pickle.dumps(net.decoder_overflows))  # a network still pickles (torch.save, Ray)
+    assert copied.lowest_w("fp16") == 0.7
+
+
+def test_where_the_fallback_is_float32_every_fp16_decode_tries_fp16_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # a GPU without bf16 units, like a T4
+    net = build_network("restore").eval()
+    calls = _decoder_that_overflows_fp16_from(net, 0.7)
+    for _ in range(2):
+        assert torch.isfinite(net.decode(_zero_encoded(1), 0.8, precision="fp16")).all()
+    assert calls == [(0.8, torch.float16), (0.8, torch.float32)] * 2
+    assert net.decoder_overflows.lowest_w("fp16") == 0.8
+
+
 def test_group_norm_under_autocast_stays_in_the_reduced_precision_and_close_to_float32() -> None:
     torch.manual_seed(2)
     norm = AutocastGroupNorm(4, 16, eps=1e-6).eval()

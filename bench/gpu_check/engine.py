@@ -11,7 +11,7 @@ Also what the check needs from them that they do not offer as such:
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from codeformer_core.network.batches import (
     tensor_to_crops,
 )
 from codeformer_core.network.parsenet import ParseNet
-from codeformer_core.network.precision import native_bf16
+from codeformer_core.network.precision import DecoderOverflows, native_bf16
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.pipeline.clock import StageClock
@@ -44,11 +44,11 @@ from codeformer_core.weights.store import WeightStore
 from .timing import counted
 
 __all__ = [
-    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "Pipeline", "RestoreOptions", "StageClock",
-    "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report", "fast_precision",
-    "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_reruns",
-    "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",
-    "use_golden_dir", "write_pipeline_weights",
+    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents", "Pipeline", "RestoreOptions",
+    "StageClock", "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report",
+    "fast_precision", "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline",
+    "overflow_events", "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays",
+    "tensor_to_crops", "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -120,12 +120,54 @@ def offline_pipeline(weights_dir: Path, device: torch.device) -> Pipeline:
     return Pipeline(store, str(device))
 
 
+@dataclass
+class OverflowEvents:
+    """What the engine did about reduced precision's range while a block ran."""
+
+    reruns: list[tuple] = field(default_factory=list)
+    """One entry per network pass whose results overflowed and ran again at the engine's `overflow_fallback`."""
+    fallback_starts: list[tuple] = field(default_factory=list)
+    """(asked, started, w) per decode that started at the fallback, after an earlier decode overflowed at that w or
+    a lower one (`DecoderOverflows`)."""
+
+    def extend(self, other: "OverflowEvents") -> None:
+        self.reruns.extend(other.reruns)
+        self.fallback_starts.extend(other.fallback_starts)
+
+    def describe(self, passes: int | None = None) -> str:
+        """A note for a row ("" when nothing happened), starting with "; "; `passes`: how many network passes the
+        block asked for, when known."""
+        parts = []
+        if self.reruns:
+            of = f" of {passes}" if passes is not None else ""
+            parts.append(f"{len(self.reruns)}{of} network passes out of their precision's range ran again at the "
+                         "engine's fallback")
+        if self.fallback_starts:
+            asked, started, _ = self.fallback_starts[0]
+            lowest = min(w for _, _, w in self.fallback_starts)
+            parts.append(f"{len(self.fallback_starts)} decodes (w >= {lowest:g}) started in {started} instead of "
+                         f"{asked}, after an earlier one overflowed")
+        return "".join(f"; {part}" for part in parts)
+
+
 @contextlib.contextmanager
-def overflow_reruns() -> Iterator[list[tuple]]:
-    """One entry per network pass whose reduced-precision results overflowed and ran again (at the engine's
-    `overflow_fallback`) while the block runs."""
-    with counted(network_definition, "overflow_fallback") as calls:
-        yield calls
+def overflow_events() -> Iterator[OverflowEvents]:
+    """The overflow reruns and fallback starts of the engine while the block runs."""
+    original = DecoderOverflows.start_precision
+    with counted(network_definition, "overflow_fallback") as reruns:
+        events = OverflowEvents(reruns=reruns)
+
+        def start_precision(self: DecoderOverflows, precision: str, w: float, device: torch.device) -> str:
+            started = original(self, precision, w, device)
+            if started != precision:
+                events.fallback_starts.append((precision, started, w))
+            return started
+
+        DecoderOverflows.start_precision = start_precision
+        try:
+            yield events
+        finally:
+            DecoderOverflows.start_precision = original
 
 
 @contextlib.contextmanager

@@ -13,11 +13,12 @@ import torch
 
 from .engine import (
     CodeFormer,
+    OverflowEvents,
     composite_inpainting,
     filled_network,
     golden_input,
     native_bf16,
-    overflow_reruns,
+    overflow_events,
     reduced_precision,
     reference_arrays,
     tensor_to_crops,
@@ -57,14 +58,14 @@ def run_golden(ctx: Context) -> None:
         reference = exact if dry_run else reference_arrays(task)
         stand_in = " (dry run: compared with its own float32 run)" if dry_run else ""
         ctx.results[f"golden/{task}"] = _bounds_result(exact, reference, fidelities, stand_in)
-        with overflow_reruns() as reruns:
+        with overflow_events() as events:
             drifted = _outputs(net, x, task, fidelities, fast)
-        ctx.results[f"drift/{task}"] = _drift_result(drifted, reference, fidelities, fast, len(reruns))
+        ctx.results[f"drift/{task}"] = _drift_result(drifted, reference, fidelities, fast, events)
         if native_bf16(ctx.device):
-            with overflow_reruns() as reruns:
+            with overflow_events() as events:
                 drifted = _outputs(net, x, task, fidelities, candidate)
             ctx.results[f"drift/{task}/{candidate}"] = _drift_result(drifted, reference, fidelities, candidate,
-                                                                     len(reruns))
+                                                                     events)
         else:
             ctx.results[f"drift/{task}/{candidate}"] = no_candidate(candidate)
         ctx.numbers.setdefault("golden", {})[task] = _gaps(exact, reference, fidelities)
@@ -131,9 +132,9 @@ def _bounds_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...
 
 
 def _drift_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...], precision: str,
-                  reruns: int) -> Result:
-    """Codes changed, and the error in output pixels (uint8, as the pipeline rounds them) over every w; `reruns`:
-    the passes that overflowed and ran again at the engine's fallback precision."""
+                  events: OverflowEvents) -> Result:
+    """Codes changed, and the error in output pixels (uint8, as the pipeline rounds them) over every w, with what
+    the engine did about overflows on the way."""
     gaps = _gaps(ours, reference, fidelities)
     errors = np.concatenate([
         np.abs(_pixels(ours[name]).astype(np.int16) - _pixels(reference[name])).ravel()
@@ -144,8 +145,8 @@ def _drift_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...]
              f"{errors.mean():.2f} (uint8); logits max diff {gaps['logits']:.1e}; outputs {worst:.1e} x max\\|ref\\|")
     if precision == "float32":
         notes += "; this device's fast mode runs float32 (no faster reduced precision here)"
-    elif reruns:
-        notes += f"; {reruns} of {1 + len(fidelities)} passes overflowed and ran again at the engine's fallback"
+    else:
+        notes += events.describe(passes=1 + len(fidelities))
     return Result("golden reference", f"{gaps['idx_changed']:.1%} codes, {errors.max()} px max", "", "info", notes)
 
 

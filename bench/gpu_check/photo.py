@@ -18,12 +18,13 @@ from .engine import (
     DetectedFace,
     DeviceError,
     LoadedImage,
+    OverflowEvents,
     Pipeline,
     RestoreOptions,
     faces_from_report,
     fast_precision,
     native_bf16,
-    overflow_reruns,
+    overflow_events,
     read_image,
 )
 from .plan import Context
@@ -96,18 +97,18 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
     reset_peak_memory(ctx.device)
     start_mb = _allocated_mb(ctx.device)
     firsts, agains, problems = [], [], set()
-    reruns = {"first": 0, "again": 0}
+    first_events, again_events = OverflowEvents(), OverflowEvents()
     for index in range(ctx.scale.warmup + ctx.scale.repeats):
         if firsts and ctx.deadline.left() < 3 * (firsts[-1] + agains[-1]):
             break
         ctx.deadline.require(5, f"whole photo, {mode}")
         image = next(variants)
-        with overflow_reruns() as first_reruns:
+        with overflow_events() as events:
             first, first_seconds = time_once(partial(pipeline.run, image, options, faces=faces), ctx.device)
-        with overflow_reruns() as again_reruns:
+        first_events.extend(events)
+        with overflow_events() as events:
             second, again_seconds = time_once(partial(pipeline.run, image, again, faces=faces), ctx.device)
-        reruns["first"] += len(first_reruns)
-        reruns["again"] += len(again_reruns)
+        again_events.extend(events)
         if first.report.reused:
             problems.add(f"a first run reused {', '.join(first.report.reused)}")
         if first.report.faces_restored != len(faces):
@@ -124,10 +125,10 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
     ctx.results[f"photo/{mode}/first"] = below_result(
         first_ms, PHOTO_TARGET_MS,
         f"{len(faces)} face(s) given, upscale {UPSCALE} to {size}, median of {len(firsts)}; stages of the last run "
-        f"(ms; stage clocks do not wait for the GPU): {stages}{_reruns_note(reruns['first'], index + 1)}{issues}")
+        f"(ms; stage clocks do not wait for the GPU): {stages}{_overflow_note(first_events, index + 1)}{issues}")
     ctx.results[f"photo/{mode}/fidelity"] = below_result(
         again_ms, FIDELITY_TARGET_MS, f"w {FIDELITY} -> {NEW_FIDELITY}; reused: {', '.join(second.report.reused)}; "
-        f"stages (ms): {again_stages}{_reruns_note(reruns['again'], index + 1)}")
+        f"stages (ms): {again_stages}{_overflow_note(again_events, index + 1)}")
     ctx.results[f"photo/{mode}/memory"] = _memory_result(peak, start_mb)
     end_mb = _allocated_mb(ctx.device)
     ctx.numbers.setdefault("photo", {})[mode] = {
@@ -137,11 +138,9 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
     return ctx.numbers["photo"][mode]
 
 
-def _reruns_note(reruns: int, runs: int) -> str:
-    if not reruns:
-        return ""
-    return (f"; network passes out of their precision's range, run again at the engine's fallback: {reruns} in "
-            f"{runs} runs (the golden-fill weights overflow fp16 at high w)")
+def _overflow_note(events: OverflowEvents, runs: int) -> str:
+    note = events.describe()
+    return f"{note} (over {runs} runs; the golden-fill weights overflow fp16 at high w)" if note else ""
 
 
 def _memory_result(peak: float | None, start_mb: float) -> Result:

@@ -26,7 +26,7 @@ from .engine import (
     encode_faces,
     fast_precision,
     native_bf16,
-    overflow_reruns,
+    overflow_events,
     precision_for,
     reduced_precision,
 )
@@ -64,18 +64,17 @@ def _latency_rows(ctx: Context, net: CodeFormer, mode: str, *, fast: bool) -> No
     for batch in ctx.scale.batches:
         reset_peak_memory(ctx.device)
         network = partial(_through_engine, net, ctx.faces(batch), fast)
-        with overflow_reruns() as reruns:
+        with overflow_events() as events:
             timing = _series(ctx, network, f"latency, {mode}, batch {batch}")
         per_face = timing.median_ms / batch
         peak = peak_memory_mb(ctx.device)
         ctx.numbers.setdefault("latency", {})[f"{mode}/b{batch}"] = {"seconds": timing.seconds, "peak_gpu_mb": peak}
         target = SPEEDUP_TARGET if fast and batch > 1 else None
         memory = f", peak GPU memory {peak:.0f} MiB" if peak is not None else ""
-        overflowed = f"; {len(reruns)} passes overflowed and ran again" if reruns else ""
         ctx.results[f"latency/{mode}/b{batch}"] = ratio_result(
             ctx.reference_ms, per_face, target,
             f"{precision}; batch {timing.median_ms:.1f} ms, median of {len(timing.seconds)} (spread "
-            f"{timing.spread:.0%}){memory}{overflowed}")
+            f"{timing.spread:.0%}){memory}{events.describe()}")
 
 
 def run_speed_options(ctx: Context) -> None:
@@ -175,7 +174,13 @@ def run_compile(ctx: Context) -> None:
     ctx.results["options/compile"] = ratio_result(
         numbers["eager_ms"] / batch, numbers["compiled_ms"] / batch, None,
         f"baseline: eager on tensors in the same child; first call (compiling) {numbers['compile_s']:.0f} s; "
-        f"output vs eager {numbers['gap']:.1e} x max\\|out\\|", " eager")
+        f"output vs eager {numbers['gap']:.1e} x max\\|out\\|; against exact float32: {_drift_note(numbers['drift'])}",
+        " eager")
+
+
+def _drift_note(drift: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{name} {numbers['codes_changed']:.2%} codes changed, mean pixel error {numbers['mean_px']:.2f}"
+                     for name, numbers in drift.items())
 
 
 def _series(ctx: Context, work: Callable[[], object], what: str) -> Series:

@@ -22,7 +22,7 @@ from ..errors import InvalidImageError
 from ..layouts import FACE_SIZE, TASKS, Task
 from ..options import check_choice, check_fidelity
 from .encoded import EncodedFaces
-from .precision import Precision, computing_at, overflow_fallback
+from .precision import DecoderOverflows, Precision, computing_at, overflow_fallback
 from .transformer import transformer_layers
 from .vqgan import Encoder, Generator, ResBlock, VectorQuantizer
 
@@ -98,8 +98,9 @@ class CodeFormer(nn.Module):
     Precision: `encode`, `decode` and `forward` take `precision` ("float32" by default, exact, TF32 off on CUDA;
     "bf16" or "fp16" run under `torch.autocast` on the input's device: faster where the hardware has the
     units, far slower where it emulates them; `reduced_precision(device)` picks the one worth using). A reduced
-    precision batch whose results overflow runs again at `overflow_fallback` (bf16 or float32). Whatever the
-    precision, results come back as float32.
+    precision batch whose results overflow runs again at `overflow_fallback` (bf16 or float32); once a decode has
+    overflowed at some w, later decodes at that w or above start at the fallback where it is bf16
+    (`DecoderOverflows`). Whatever the precision, results come back as float32.
     Convolution speed: on a CPU, `cpu_convolutions.use_fast_cpu_convolutions(net)` (Winograd and GEMM kernels)
     runs the convolutions faster within the golden bounds (bench/README.md); on a CPU without NNPACK,
     `use_channels_last()` runs the decoder on N x H x W x C data (faster there; outputs within the golden bounds;
@@ -124,6 +125,7 @@ class CodeFormer(nn.Module):
             {str(res): ControllableFeatureTransform(encoder_channels(res)) for res in config.cft_resolutions}
         )
         self.decoder_memory_format = torch.contiguous_format
+        self.decoder_overflows = DecoderOverflows()
 
     @property
     def task(self) -> Task:
@@ -185,11 +187,14 @@ class CodeFormer(nn.Module):
         w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
         """
         w = check_fidelity(w)
-        with computing_at(precision, encoded.quant_feat.device):
+        device = encoded.quant_feat.device
+        precision = self.decoder_overflows.start_precision(precision, w, device)
+        with computing_at(precision, device):
             out = self.generate(encoded.quant_feat, encoded.skips, w)
         out = out.float()
         if not _all_finite(precision, out):
-            return self.decode(encoded, w, overflow_fallback(precision, out.device))
+            self.decoder_overflows.note(precision, w)
+            return self.decode(encoded, w, overflow_fallback(precision, device))
         return out
 
     def code_features(self, idx: Tensor, lq_feat: Tensor, adain: bool) -> Tensor:

@@ -34,6 +34,39 @@ def overflow_fallback(precision: Precision, device: torch.device) -> Precision:
     return "float32"
 
 
+class DecoderOverflows:
+    """The lowest fidelity w at which a network's decoder has overflowed, per precision, so that a later decode at
+    that w or above can skip the pass bound to fail.
+
+    The CFT blocks add w * (dec * scale + shift) to the decoder's features, so their size grows with w; where a
+    decode at some w left fp16's range, one at a higher w is expected to as well (bench/overflow_range.py). The
+    skip applies only where the fallback is bf16, about as fast as fp16 on GPUs that have it
+    (bench/README.md): a GPU without native bf16 falls back to float32, several times slower, so there every
+    batch keeps trying fp16 first. Only decodes at or above the lowest such w change, and only in precision; each
+    result still passes its own finiteness check.
+    """
+
+    def __init__(self) -> None:
+        self._lowest_w: dict[Precision, float] = {}
+
+    def start_precision(self, precision: Precision, w: float, device: torch.device) -> Precision:
+        """The precision a decode asked to run at `precision` with fidelity `w` on `device` starts in."""
+        lowest = self._lowest_w.get(precision)
+        fallback = overflow_fallback(precision, device)
+        return fallback if lowest is not None and w >= lowest and fallback == "bf16" else precision
+
+    def note(self, precision: Precision, w: float) -> None:
+        """A decode at `precision` and fidelity `w` overflowed.
+
+        Unlocked, so that a network still pickles and copies: two requests noting at once can at worst keep the
+        higher w, which costs one more fp16 pass later."""
+        self._lowest_w[precision] = min(w, self._lowest_w.get(precision, w))
+
+    def lowest_w(self, precision: Precision) -> float | None:
+        """The lowest w at which a decode at `precision` has overflowed; None while none has."""
+        return self._lowest_w.get(precision)
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 in hardware: CUDA from Ampere on, CPUs with AMX or AVX512-BF16."""
     if device.type == "cuda":
