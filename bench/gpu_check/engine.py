@@ -32,6 +32,7 @@ from codeformer_core.network.batches import (
 )
 from codeformer_core.network.parsenet import ParseNet
 from codeformer_core.network.precision import DecoderOverflows, native_bf16
+from codeformer_core.network.reduced_weights import use_cast_once_weights
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.pipeline.clock import StageClock
@@ -48,7 +49,7 @@ __all__ = [
     "StageClock", "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report",
     "fast_precision", "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline",
     "overflow_events", "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays",
-    "tensor_to_crops", "use_golden_dir", "write_pipeline_weights",
+    "tensor_to_crops", "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .reduced_weights import autocast_dtype, reduced_parameters
+
 
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head self-attention whose queries and keys carry the position embedding and values do not.
@@ -26,9 +28,13 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, query_key: Tensor, value: Tensor) -> Tensor:
         dim = value.shape[-1]
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        dtype = autocast_dtype(value)
+        if dtype is not None:
+            weight, bias = reduced_parameters(self, dtype, weight, bias)
         # Queries and keys share their input, so both come from one matmul.
-        qk = F.linear(query_key, self.in_proj_weight[: 2 * dim], self.in_proj_bias[: 2 * dim])
-        v = F.linear(value, self.in_proj_weight[2 * dim :], self.in_proj_bias[2 * dim :])
+        qk = F.linear(query_key, weight[: 2 * dim], bias[: 2 * dim])
+        v = F.linear(value, weight[2 * dim :], bias[2 * dim :])
         q, k = qk.chunk(2, dim=-1)
         attended = F.scaled_dot_product_attention(self._split_heads(q), self._split_heads(k), self._split_heads(v))
         return self.out_proj(attended.transpose(1, 2).flatten(2))

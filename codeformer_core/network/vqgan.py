@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .reduced_weights import reduced_parameters
+
 GROUPS = 32
 NORM_EPS = 1e-6
 
@@ -32,8 +34,9 @@ class AutocastGroupNorm(nn.GroupNorm):
     def forward(self, x: Tensor) -> Tensor:
         if x.dtype == torch.float32 or not torch.is_autocast_enabled(x.device.type):
             return super().forward(x)
+        weight, bias = reduced_parameters(self, x.dtype, self.weight, self.bias)
         with torch.autocast(x.device.type, enabled=False):
-            return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+            return F.group_norm(x, self.num_groups, weight, bias, self.eps)
 
 
 class ResBlock(nn.Module):

@@ -16,6 +16,7 @@ from ..network import CodeFormer, FaceNetwork
 from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
 from ..network.loading import load_network
+from ..network.reduced_weights import use_cast_once_weights
 from ..options import Detector
 from ..settings import Backend, CpuKernels
 from ..weights.registry import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE
@@ -97,9 +98,12 @@ class Models:
     def _tuned(self, net: CodeFormer) -> CodeFormer:
         """The CodeFormer network's fastest convolutions on its device, all within the golden bounds
         (tests/test_network_golden.py runs each): on CUDA the default layout, which measured faster there
-        (bench/results-cuda.md); on a CPU Winograd, else a channels_last decoder (oneDNN's faster layout without
-        NNPACK)."""
-        if self.device.type == "cuda" or use_fast_cpu_convolutions(net, self.cpu_kernels):
+        (bench/results-cuda.md), with fast mode's weights cast once (`reduced_weights`); on a CPU Winograd, else a
+        channels_last decoder (oneDNN's faster layout without NNPACK)."""
+        if self.device.type == "cuda":
+            use_cast_once_weights(net)
+            return net
+        if use_fast_cpu_convolutions(net, self.cpu_kernels):
             return net
         return net.use_channels_last()
 
