@@ -33,7 +33,7 @@ def reduced_parameters(owner: nn.Module, dtype: torch.dtype, *tensors: Tensor | 
     has changed (in place, which bumps its version, or replaced, which moves its storage). With autograd on, or
     while torch.compile traces, they are cast on each call, as autocast would.
     """
-    if not torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or not torch.is_inference_mode_enabled():  # the first is a constant to Dynamo
         return tuple(None if t is None else t.to(dtype) for t in tensors)
     stamp = tuple(None if t is None else (t._version, t.data_ptr()) for t in tensors)
     kept = owner.__dict__.setdefault("reduced_casts", {})
