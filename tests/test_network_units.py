@@ -19,13 +19,24 @@ from codeformer_core.errors import (
     WeightsUnavailableError,
 )
 from codeformer_core.layouts import TASKS
-from codeformer_core.network import EncodedFaces, build_network, composite_inpainting, precision, reduced_precision
+from codeformer_core.network import (
+    EncodedFaces,
+    build_network,
+    composite_inpainting,
+    precision,
+    reduced_precision,
+    vqgan,
+)
 from codeformer_core.network.batches import batch_size_for, crops_to_tensor, tensor_to_crops
-from codeformer_core.network.codeformer import adaptive_instance_normalization, network_skeleton
+from codeformer_core.network.codeformer import (
+    ControllableFeatureTransform,
+    adaptive_instance_normalization,
+    network_skeleton,
+)
 from codeformer_core.network.loading import checkpoint_task, load_network
 from codeformer_core.network.precision import computing_at, exact_cuda_convolutions, overflow_fallback
 from codeformer_core.network.transformer import TransformerSALayer
-from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, VectorQuantizer
+from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, Upsample, VectorQuantizer
 from codeformer_core.pipeline.models import Models
 from codeformer_core.testing.golden import golden_state_dict, manifest, write_official_checkpoint
 from codeformer_core.weights.checkpoints import read_state_dict
@@ -329,6 +340,41 @@ def test_where_the_fallback_is_float32_every_fp16_decode_tries_fp16_first(monkey
         assert torch.isfinite(net.decode(_zero_encoded(1), 0.8, precision="fp16")).all()
     assert calls == [(0.8, torch.float16), (0.8, torch.float32)] * 2
     assert net.decoder_overflows.lowest_w("fp16") == 0.8
+
+
+def test_upsampling_under_autocast_runs_outside_it_with_the_same_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA's autocast upsamples in float32 (a CPU's keeps the input's precision, so the call is what is seen here):
+    # ours upsamples with autocast off, in the features' own precision.
+    torch.manual_seed(3)
+    up = Upsample(8).eval()
+    x = torch.randn(2, 8, 6, 6).bfloat16()
+    autocast_on, plain_interpolate = [], F.interpolate
+
+    def interpolate(*args, **kwargs):
+        autocast_on.append(torch.is_autocast_enabled("cpu"))
+        return plain_interpolate(*args, **kwargs)
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = up.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        monkeypatch.setattr(vqgan.F, "interpolate", interpolate)
+        out = up(x)
+    assert autocast_on == [False]
+    assert torch.equal(out, expected) and out.dtype == torch.bfloat16 and out.shape == (2, 8, 12, 12)
+
+
+def test_the_cft_block_under_autocast_fuses_in_the_decoders_precision_not_float32() -> None:
+    torch.manual_seed(4)
+    block = ControllableFeatureTransform(32).eval()
+    enc_feat, dec_feat = torch.randn(1, 32, 8, 8), torch.randn(1, 32, 8, 8)  # encoder features are kept float32
+    fused_inputs = []
+    block.encode_enc.register_forward_pre_hook(lambda module, args: fused_inputs.append(args[0].dtype))
+    with torch.inference_mode():
+        exact = block(enc_feat, dec_feat, 0.7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = block(enc_feat, dec_feat.bfloat16(), 0.7)
+    assert fused_inputs == [torch.float32, torch.bfloat16]  # cat would have promoted the pair to float32
+    assert reduced.dtype == torch.bfloat16
+    assert (reduced.float() - exact).abs().max() < 0.05 * exact.abs().max()
 
 
 def test_group_norm_under_autocast_stays_in_the_reduced_precision_and_close_to_float32() -> None:

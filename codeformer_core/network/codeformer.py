@@ -80,7 +80,9 @@ class ControllableFeatureTransform(nn.Module):
         self.shift = _conv_lrelu_conv(channels)
 
     def forward(self, enc_feat: Tensor, dec_feat: Tensor, w: float | Tensor) -> Tensor:
-        fused = self.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
+        # The encoder's features are kept in float32 (EncodedFaces); under autocast the decoder's are reduced, and
+        # cat would promote both to float32, so the block's first norm and activation would run at twice the width.
+        fused = self.encode_enc(torch.cat([enc_feat.to(dec_feat.dtype), dec_feat], dim=1))
         return dec_feat + w * (dec_feat * self.scale(fused) + self.shift(fused))
 
 

@@ -95,14 +95,21 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour upsampling, then a 3x3 conv."""
+    """Double H and W: nearest-neighbour upsampling, then a 3x3 conv.
+
+    The upsampling runs in the features' own precision even under autocast, which would run it in float32: a
+    nearest-neighbour copy gives the same values either way, and float32 would cast the features up, write four
+    times as many at twice the width, and cast them all back down for the convolution.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        with torch.autocast(x.device.type, enabled=False):
+            upsampled = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(upsampled)
 
 
 class Encoder(nn.Module):
