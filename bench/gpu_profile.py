@@ -23,11 +23,15 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench.gpu_check.engine import (
+    CodeFormer,
+    ControllableFeatureTransform,
     RestoreOptions,
     StageClock,
+    Upsample,
     crops_to_tensor,
     faces_from_report,
     filled_network,
@@ -120,6 +124,7 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
         "float32 (engine: TF32 off)": (engine, "float32"),
         f"{fast} (engine: NCHW, norms at {fast}, weights cast once)": (engine, fast),
         f"{fast}, weights cast by autocast every pass": (base, fast),
+        f"{fast}, the engine of 2026-11-27": (engine_of_2026_11_27(copy.deepcopy(base)), fast),
         f"{fast}, norms in float32 (autocast's rule)": (float32_norms(copy.deepcopy(base)), fast),
         f"{fast}, channels_last decoder": (copy.deepcopy(base).use_channels_last(), fast),
     }
@@ -152,6 +157,28 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
 
 def _forward(net: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
     return net.decode(net.encode(x, precision=precision), FIDELITY, precision=precision)
+
+
+def engine_of_2026_11_27(net: CodeFormer) -> CodeFormer:
+    """The network as the engine ran it in the H100 run of 2026-11-27: weights cast by autocast on every pass (the
+    caller passes one without kept casts), upsampling in autocast's float32, and the CFT blocks' input promoted to
+    float32 by cat."""
+    for module in net.modules():
+        if isinstance(module, Upsample):
+            module.forward = partial(_upsample_in_float32, module)
+        elif isinstance(module, ControllableFeatureTransform):
+            module.forward = partial(_fuse_in_float32, module)
+    return net
+
+
+def _upsample_in_float32(module: Upsample, x: torch.Tensor) -> torch.Tensor:
+    return module.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _fuse_in_float32(module: ControllableFeatureTransform, enc_feat: torch.Tensor, dec_feat: torch.Tensor,
+                     w: float) -> torch.Tensor:
+    fused = module.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
+    return dec_feat + w * (dec_feat * module.scale(fused) + module.shift(fused))
 
 
 def float32_norms(net: nn.Module) -> nn.Module:

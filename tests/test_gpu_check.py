@@ -104,7 +104,7 @@ def test_profile_dry_run_times_the_stages_and_every_network_variant(tmp_path: Pa
     assert report["photo/fast"]["first_ms"] > 0 and {"encode", "decode", "parse"} <= set(report["photo/fast"]["stages"])
     assert report["parser"]["paste_masks_ms"] > 0
     variants = {name: numbers for name, numbers in report.items() if name.startswith("net/")}
-    assert len(variants) == 5 and all(numbers["per_face_ms"]["2"] > 0 for numbers in variants.values())
+    assert len(variants) == 6 and all(numbers["per_face_ms"]["2"] > 0 for numbers in variants.values())
     assert variants["net/float32 (engine: TF32 off)"]["codes"] == 0
 
 

@@ -30,9 +30,11 @@ from codeformer_core.network.batches import (
     precision_for,
     tensor_to_crops,
 )
+from codeformer_core.network.codeformer import ControllableFeatureTransform
 from codeformer_core.network.parsenet import ParseNet
 from codeformer_core.network.precision import DecoderOverflows, native_bf16
 from codeformer_core.network.reduced_weights import use_cast_once_weights
+from codeformer_core.network.vqgan import Upsample
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.pipeline.clock import StageClock
@@ -45,11 +47,12 @@ from codeformer_core.weights.store import WeightStore
 from .timing import counted
 
 __all__ = [
-    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents", "Pipeline", "RestoreOptions",
-    "StageClock", "composite_inpainting", "crops_to_tensor", "decode_faces", "encode_faces", "faces_from_report",
-    "fast_precision", "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline",
-    "overflow_events", "precision_for", "published_state_dict", "read_image", "reduced_precision", "reference_arrays",
-    "tensor_to_crops", "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
+    "CodeFormer", "ControllableFeatureTransform", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents",
+    "Pipeline", "RestoreOptions", "StageClock", "Upsample", "composite_inpainting", "crops_to_tensor", "decode_faces",
+    "encode_faces", "faces_from_report", "fast_precision", "filled_network", "golden_input", "narrow_networks",
+    "native_bf16", "offline_pipeline", "overflow_events", "precision_for", "published_state_dict", "read_image",
+    "reduced_precision", "reference_arrays", "tensor_to_crops", "use_cast_once_weights", "use_golden_dir",
+    "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
