@@ -42,24 +42,34 @@ def reduced_parameters(owner: nn.Module, dtype: torch.dtype, *tensors: Tensor | 
     return kept[dtype][1]
 
 
-class CastOnceConv2d(nn.Conv2d):
+class _KeepsReducedCasts(nn.Module):
+    """A torch layer with `weight` and `bias` whose forward under autocast runs `compute` on kept casts."""
+
+    weight: Tensor
+    bias: Tensor | None
+
+    def compute(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = autocast_dtype(x)
+        if dtype is None:
+            return super().forward(x)
+        return self.compute(x, *reduced_parameters(self, dtype, self.weight, self.bias))
+
+
+class CastOnceConv2d(_KeepsReducedCasts, nn.Conv2d):
     """An nn.Conv2d (same parameters, same state_dict keys) that keeps its weights' reduced-precision cast."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        dtype = autocast_dtype(x)
-        if dtype is None:
-            return super().forward(x)
-        return self._conv_forward(x, *reduced_parameters(self, dtype, self.weight, self.bias))
+    def compute(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return self._conv_forward(x, weight, bias)
 
 
-class CastOnceLinear(nn.Linear):
+class CastOnceLinear(_KeepsReducedCasts, nn.Linear):
     """An nn.Linear (same parameters, same state_dict keys) that keeps its weights' reduced-precision cast."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        dtype = autocast_dtype(x)
-        if dtype is None:
-            return super().forward(x)
-        return F.linear(x, *reduced_parameters(self, dtype, self.weight, self.bias))
+    def compute(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
 
 
 def use_cast_once_weights(net: nn.Module) -> int:
