@@ -17,7 +17,7 @@ from codeformer_core.faces.alignment import (
 )
 from codeformer_core.faces.detection import DetectedFace
 from codeformer_core.faces.inpaint import warp_mask_to_faces
-from codeformer_core.faces.paste import BOX_COLOR, draw_face_boxes, paste_faces
+from codeformer_core.faces.paste import BOX_COLOR, blend_faces, draw_face_boxes, face_blend, paste_faces
 from codeformer_core.layouts import FACE_SIZE
 
 from .conftest import SAMPLES
@@ -186,6 +186,18 @@ def test_bounded_regions_give_the_whole_image_result(face, background, monkeypat
     monkeypatch.setattr(paste, "_REGION_MARGIN", 100_000)
     whole = paste_faces(target, faces, affines, masks, 2)
     assert np.abs(bounded.astype(int) - whole).max() <= 1
+
+
+def test_a_blend_made_once_pastes_any_faces_of_its_size_as_paste_faces_does(face, background):
+    """What a re-render at another w relies on: a face's blend does not depend on the face's pixels."""
+    affines = [estimate_alignment(apply(p, FFHQ_TEMPLATE_512).astype(np.float32)) for p in PLACEMENTS]
+    masks = np.stack([np.full((FACE_SIZE, FACE_SIZE), 0.7, np.float32), np.ones((FACE_SIZE, FACE_SIZE), np.float32)])
+    target = upscaled(background, 2)
+    blends = [face_blend(affine, mask, FACE_SIZE, 2, target.shape) for affine, mask in zip(affines, masks)]
+    for faces in ([face, 255 - face], [255 - face, face // 2]):
+        pasted = blend_faces(target, faces, blends)
+        assert np.array_equal(pasted, paste_faces(target, faces, affines, masks, 2))
+        assert not np.array_equal(pasted, target)
 
 
 def test_upsampled_faces_land_where_512_faces_do(face, background):

@@ -84,7 +84,7 @@ def test_a_new_fidelity_reuses_detection_encoding_and_masks(pipeline, one_face_p
     assert {"detect", "encode", "parse", "background"}.isdisjoint(again.report.timings)
     assert {"decode", "paste"} <= set(again.report.timings)
     assert {"face detection and alignment", "encoded faces"} <= set(again.report.reused)
-    assert "paste masks" in again.report.reused
+    assert "paste masks" in again.report.reused and "paste blends" in again.report.reused
     assert "Reused from the previous run" in again.report.summary()
     assert not np.array_equal(again.faces[0], restored_whole.faces[0]), "w=1 and w=0.5 must differ"
 

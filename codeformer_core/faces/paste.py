@@ -70,6 +70,39 @@ class _FaceRegion:
         return cv2.erode(square, np.ones((2 * upscale, 2 * upscale), np.uint8))
 
 
+@dataclass(frozen=True)
+class FaceBlend:
+    """How one face goes into the output: the region it can change (and the warp into it), its square as warped
+    there and eroded, and the blend weight (the soft rectangle, bounded by the parse mask when there is one).
+
+    It depends on the face's alignment, parse mask and side, and on the upscale, not on the face's pixels: a
+    re-render at another w reuses it, and pays for one warp and one blend per face.
+    """
+
+    region: _FaceRegion
+    covered: Mask
+    weight: np.ndarray
+    """H x W x 1 float32 in [0, 1]."""
+
+
+def face_blend(
+    affine: Affine, mask: Mask | None, face_side: int, upscale: int, output_shape: tuple[int, ...]
+) -> FaceBlend | None:
+    """The blend of a face cut with `affine` (input image -> 512 crop, input pixels) and pasted at `face_side`
+    pixels into an output of `output_shape` (input size x upscale); mask: its S x S paste mask in [0, 1], or None
+    for the eroded rectangle alone. None when the face lies wholly outside the output."""
+    region = _FaceRegion.of(inverse_affine(affine, upscale, face_side / FACE_SIZE), face_side, output_shape)
+    if region is None:
+        return None
+    covered = region.covered_square(face_side, upscale)
+    weight = eroded_rectangle_mask(covered)
+    if mask is not None:
+        if mask.shape[0] != face_side:
+            mask = cv2.resize(mask, (face_side, face_side), interpolation=cv2.INTER_LINEAR)
+        weight = np.minimum(weight, region.warp(np.asarray(mask, np.float32)))
+    return FaceBlend(region, covered, weight[..., None])
+
+
 def paste_faces(
     background: BGRImage, faces: list[FaceCrop], affines: list[Affine], masks: np.ndarray | None, upscale: int
 ) -> BGRImage:
@@ -85,21 +118,20 @@ def paste_faces(
     Faces are blended in order, so a later face covers an earlier one where they overlap. Pixels no face's soft
     mask reaches keep the background's exact values.
     """
-    canvas = background.copy()
     face_masks = [None] * len(faces) if masks is None else list(masks)
-    for face, affine, mask in zip(faces, affines, face_masks, strict=True):
-        face_side = face.shape[0]
-        region = _FaceRegion.of(inverse_affine(affine, upscale, face_side / FACE_SIZE), face_side, canvas.shape)
-        if region is None:
+    blends = [face_blend(affine, mask, face.shape[0], upscale, background.shape)
+              for face, affine, mask in zip(faces, affines, face_masks, strict=True)]
+    return blend_faces(background, faces, blends)
+
+
+def blend_faces(background: BGRImage, faces: list[FaceCrop], blends: list[FaceBlend | None]) -> BGRImage:
+    """`paste_faces` with each face's blend given (`face_blend`; None leaves that face out)."""
+    canvas = background.copy()
+    for face, blend in zip(faces, blends, strict=True):
+        if blend is None:
             continue
-        covered = region.covered_square(face_side, upscale)
-        weight = eroded_rectangle_mask(covered)
-        if mask is not None:
-            if mask.shape[0] != face_side:
-                mask = cv2.resize(mask, (face_side, face_side), interpolation=cv2.INTER_LINEAR)
-            weight = np.minimum(weight, region.warp(np.asarray(mask, np.float32)))
-        warped_face = region.warp(face).astype(np.float32) * covered[..., None]
-        _blend_into(canvas[region.rows, region.cols], warped_face, weight[..., None])
+        warped_face = blend.region.warp(face).astype(np.float32) * blend.covered[..., None]
+        _blend_into(canvas[blend.region.rows, blend.region.cols], warped_face, blend.weight)
     return canvas
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..faces.detection import DetectedFace
+from ..faces.paste import FaceBlend
 from ..layouts import Affine, BGRImage, FaceCrop, Mask
 from ..network import EncodedFaces
 from ..options import RestoreOptions
@@ -66,7 +67,9 @@ class PreparedFaces:
     faces encoded so far, as (face indices, their encoding) per batch: a face is encoded the first time a run
     restores it. paste_masks (face index -> 512 x 512) are parsed the first time a face is pasted, on the face as
     restored then (at its w in that run), and reused at every later w: the blurred mask barely moves with w.
-    backgrounds maps (upscale, background upsampler) to the upscaled image.
+    backgrounds maps (upscale, background upsampler) to the upscaled image, and blends (face index, upscale, face
+    side) to the face's blend into the output (its region, square and weight; None for a face outside it), made
+    the first time the face is pasted so.
     """
 
     detected: list[DetectedFace]
@@ -76,6 +79,7 @@ class PreparedFaces:
     encoded: list[tuple[tuple[int, ...], EncodedFaces]] = field(default_factory=list)
     paste_masks: dict[int, Mask] = field(default_factory=dict)
     backgrounds: dict[tuple[int, str], BGRImage] = field(default_factory=dict)
+    blends: dict[tuple[int, int, int], FaceBlend | None] = field(default_factory=dict)
     finished: FinishedFaces = field(default_factory=FinishedFaces)
 
     @property

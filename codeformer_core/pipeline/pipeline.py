@@ -24,7 +24,7 @@ from ..faces.alignment import FFHQ_TEMPLATE_512, align_faces, estimate_alignment
 from ..faces.detection import DetectedFace, select_faces
 from ..faces.gray import gray_like_input, to_gray
 from ..faces.inpaint import keep_outside_holes, only_in_holes, warp_mask_to_faces, whiten_holes
-from ..faces.paste import draw_face_boxes, paste_faces
+from ..faces.paste import FaceBlend, blend_faces, draw_face_boxes, face_blend
 from ..images import LoadedImage
 from ..layouts import FACE_SIZE, BGRImage, FaceCrop, Mask
 from ..memory import on_own_thread
@@ -371,9 +371,9 @@ class Pipeline:
         output = background
         if prepared.detected:
             masks = self._paste_masks(state, prepared, restored)
-            affines = [prepared.affines[index] for index in restored]
             with state.clock.stage("paste", "Pasting faces back"):
-                output = paste_faces(background, list(restored.values()), affines, masks, state.upscale)
+                blends = self._face_blends(state, prepared, restored, masks, background.shape)
+                output = blend_faces(background, list(restored.values()), blends)
                 if state.holes is not None:
                     output = only_in_holes(output, background, state.holes, state.upscale)
         if options.draw_boxes:
@@ -423,6 +423,24 @@ class Pipeline:
                 masks = self._network_stage(lambda _batch: parser.paste_masks(face_size))
             prepared.paste_masks.update(zip(unparsed, masks, strict=True))
         return [prepared.paste_masks[index] for index in restored]
+
+    def _face_blends(
+        self, state: RunState, prepared: PreparedFaces, restored: dict[int, FaceCrop], masks: list[Mask] | None,
+        output_shape: tuple[int, ...],
+    ) -> list[FaceBlend | None]:
+        """Each restored face's blend into the output, made the first time the face is pasted at this upscale and
+        size, and kept with the image's prepared faces: at another w only the faces' pixels change."""
+        face_masks: list[Mask | None] = [None] * len(restored) if masks is None else list(masks)
+        blends = []
+        for (index, face), mask in zip(restored.items(), face_masks, strict=True):
+            key = (index, state.upscale, face.shape[0])
+            if key not in prepared.blends:
+                prepared.blends[key] = face_blend(prepared.affines[index], mask, face.shape[0], state.upscale,
+                                                  output_shape)
+            elif "paste blends" not in state.report.reused:
+                state.report.reused.append("paste blends")
+            blends.append(prepared.blends[key])
+        return blends
 
     # ---------------------------------------------------------------- running networks
 
