@@ -15,8 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from codeformer_core.network import CodeFormer, build_network
-from codeformer_core.testing.golden import golden_input, golden_state_dict
+from bench.gpu_check.engine import filled_network, golden_input
 
 FP16_MAX = float(torch.finfo(torch.float16).max)
 FIDELITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -40,19 +39,13 @@ def largest_outputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, float]]
             handle.remove()
 
 
-def golden_restore_network() -> CodeFormer:
-    net = build_network("restore").eval()
-    net.load_state_dict(golden_state_dict("restore"), strict=True)
-    return net
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fidelities", type=float, nargs="+", default=FIDELITIES)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net = golden_restore_network()
+    net = filled_network("restore", torch.device("cpu"))
     encoded = net.encode(golden_input("restore"))
     blocks = {f"CFT {res}": net.fuse_convs_dict[str(res)] for res in net.config.cft_resolutions}
     everything = {name: module for name, module in net.generator.named_modules() if name}

@@ -52,8 +52,10 @@ class DecoderOverflows:
     def start_precision(self, precision: Precision, w: float, device: torch.device) -> Precision:
         """The precision a decode asked to run at `precision` with fidelity `w` on `device` starts in."""
         lowest = self._lowest_w.get(precision)
+        if lowest is None or w < lowest:
+            return precision
         fallback = overflow_fallback(precision, device)
-        return fallback if lowest is not None and w >= lowest and fallback == "bf16" else precision
+        return fallback if fallback == "bf16" else precision
 
     def note(self, precision: Precision, w: float) -> None:
         """A decode at `precision` and fidelity `w` overflowed.

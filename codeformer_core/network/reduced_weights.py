@@ -20,10 +20,13 @@ from torch import Tensor, nn
 from .swapping import swap_modules
 
 
-def autocast_dtype(x: Tensor) -> torch.dtype | None:
-    """The reduced precision autocast runs `x`'s layers in; None outside autocast."""
+def autocast_parameters(owner: nn.Module, x: Tensor, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """`tensors` for `owner`'s computation on `x`: as they are outside autocast, and under it already in autocast's
+    reduced precision (`reduced_parameters`), so that autocast has nothing left to cast."""
     device = x.device.type
-    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    return reduced_parameters(owner, torch.get_autocast_dtype(device), *tensors)
 
 
 def reduced_parameters(owner: nn.Module, dtype: torch.dtype, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -43,7 +46,8 @@ def reduced_parameters(owner: nn.Module, dtype: torch.dtype, *tensors: Tensor | 
 
 
 class _KeepsReducedCasts(nn.Module):
-    """A torch layer with `weight` and `bias` whose forward under autocast runs `compute` on kept casts."""
+    """A torch layer with `weight` and `bias` whose forward is `compute(x, weight, bias)`, given kept casts under
+    autocast."""
 
     weight: Tensor
     bias: Tensor | None
@@ -52,10 +56,7 @@ class _KeepsReducedCasts(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        dtype = autocast_dtype(x)
-        if dtype is None:
-            return super().forward(x)
-        return self.compute(x, *reduced_parameters(self, dtype, self.weight, self.bias))
+        return self.compute(x, *autocast_parameters(self, x, self.weight, self.bias))
 
 
 class CastOnceConv2d(_KeepsReducedCasts, nn.Conv2d):

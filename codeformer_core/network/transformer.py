@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .reduced_weights import autocast_dtype, reduced_parameters
+from .reduced_weights import autocast_parameters
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -28,10 +28,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, query_key: Tensor, value: Tensor) -> Tensor:
         dim = value.shape[-1]
-        weight, bias = self.in_proj_weight, self.in_proj_bias
-        dtype = autocast_dtype(value)
-        if dtype is not None:
-            weight, bias = reduced_parameters(self, dtype, weight, bias)
+        weight, bias = autocast_parameters(self, value, self.in_proj_weight, self.in_proj_bias)
         # Queries and keys share their input, so both come from one matmul.
         qk = F.linear(query_key, weight[: 2 * dim], bias[: 2 * dim])
         v = F.linear(value, weight[2 * dim :], bias[2 * dim :])

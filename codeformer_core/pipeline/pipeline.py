@@ -431,16 +431,14 @@ class Pipeline:
         """Each restored face's blend into the output, made the first time the face is pasted at this upscale and
         size, and kept with the image's prepared faces: at another w only the faces' pixels change."""
         face_masks: list[Mask | None] = [None] * len(restored) if masks is None else list(masks)
-        blends = []
-        for (index, face), mask in zip(restored.items(), face_masks, strict=True):
-            key = (index, state.upscale, face.shape[0])
+        keys = [(index, state.upscale, face.shape[0]) for index, face in restored.items()]
+        if any(key in prepared.blends for key in keys):
+            state.report.reused.append("paste blends")
+        for key, mask in zip(keys, face_masks, strict=True):
             if key not in prepared.blends:
-                prepared.blends[key] = face_blend(prepared.affines[index], mask, face.shape[0], state.upscale,
-                                                  output_shape)
-            elif "paste blends" not in state.report.reused:
-                state.report.reused.append("paste blends")
-            blends.append(prepared.blends[key])
-        return blends
+                index, upscale, side = key
+                prepared.blends[key] = face_blend(prepared.affines[index], mask, side, upscale, output_shape)
+        return [prepared.blends[key] for key in keys]
 
     # ---------------------------------------------------------------- running networks
 
