@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, the "
-                        "faster on the device (default $CODEFORMER_BACKEND, else auto)")
+                        help="what runs the network: torch, cuda-graphs (torch replaying CUDA graphs; CUDA "
+                        "only), onnxruntime (needs requirements-onnx.txt) or auto, the fastest on the device "
+                        "(default $CODEFORMER_BACKEND, else auto)")
     parser.add_argument("--weights-dir", type=Path,
                         help="where pretrained files are looked up and downloaded (default $CODEFORMER_WEIGHTS_DIR, "
                              "else ./weights)")

@@ -75,8 +75,9 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, the "
-                        "faster on the device (default: $CODEFORMER_BACKEND, else auto)")
+                        help="what runs the network: torch, cuda-graphs (torch replaying CUDA graphs; CUDA "
+                        "only), onnxruntime (needs requirements-onnx.txt) or auto, the fastest on the device "
+                        "(default: $CODEFORMER_BACKEND, else auto)")
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
     parser.add_argument("--faces", metavar="0,1,3",
                         help="restore only these faces (numbered as the --json report lists them, from 0); the"

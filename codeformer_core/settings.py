@@ -16,8 +16,8 @@ from .options import check_choice
 
 CpuKernels = Literal["fast", "plain"]
 CPU_KERNELS: tuple[CpuKernels, ...] = ("fast", "plain")
-Backend = Literal["auto", "torch", "onnxruntime"]
-BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
+Backend = Literal["auto", "torch", "cuda-graphs", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "cuda-graphs", "onnxruntime")
 
 DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
 """The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
@@ -77,8 +77,9 @@ class Settings:
     weights_dir: where pretrained files are looked up and placed (CODEFORMER_WEIGHTS_DIR).
     cpu_kernels: "fast" runs CPU convolutions through NNPACK's Winograd kernels, "plain" through torch's own,
       which need less memory (CODEFORMER_CPU_KERNELS).
-    backend: what runs the CodeFormer network: "torch", "onnxruntime" (its exported graphs; needs
-      requirements-onnx.txt), or "auto", the faster of the two on the device as measured (CODEFORMER_BACKEND).
+    backend: what runs the CodeFormer network: "torch", "cuda-graphs" (torch's passes recorded once and replayed
+      as CUDA graphs; CUDA only), "onnxruntime" (its exported graphs; needs requirements-onnx.txt), or "auto", the
+      fastest on the device as measured (CODEFORMER_BACKEND).
     max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
       0 or "none" lifts it). The command line takes any length.
     on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface and loads its

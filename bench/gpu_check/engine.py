@@ -30,7 +30,8 @@ from codeformer_core.network.batches import (
     precision_for,
     tensor_to_crops,
 )
-from codeformer_core.network.codeformer import ControllableFeatureTransform
+from codeformer_core.network.codeformer import EAGER_PASSES, ControllableFeatureTransform
+from codeformer_core.network.cuda_graphs import use_cuda_graphs
 from codeformer_core.network.parsenet import ParseNet
 from codeformer_core.network.precision import DecoderOverflows, native_bf16
 from codeformer_core.network.reduced_weights import use_cast_once_weights
@@ -48,11 +49,11 @@ from .timing import counted
 
 __all__ = [
     "CodeFormer", "ControllableFeatureTransform", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents",
-    "Pipeline", "RestoreOptions", "StageClock", "Upsample", "composite_inpainting", "crops_to_tensor", "decode_faces",
-    "encode_faces", "faces_from_report", "fast_precision", "filled_network", "golden_input", "narrow_networks",
-    "native_bf16", "offline_pipeline", "overflow_events", "precision_for", "published_state_dict", "read_image",
-    "reduced_precision", "reference_arrays", "tensor_to_crops", "use_cast_once_weights", "use_golden_dir",
-    "write_pipeline_weights",
+    "Pipeline", "RestoreOptions", "StageClock", "Upsample", "composite_inpainting", "crops_to_tensor",
+    "cuda_graph_passes", "decode_faces", "encode_faces", "faces_from_report", "fast_precision", "filled_network",
+    "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_events", "precision_for",
+    "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",
+    "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -172,6 +173,16 @@ def overflow_events() -> Iterator[OverflowEvents]:
             yield events
         finally:
             DecoderOverflows.start_precision = original
+
+
+@contextlib.contextmanager
+def cuda_graph_passes(net: CodeFormer) -> Iterator[None]:
+    """`net` runs as the cuda-graphs backend runs it while the block runs (recorded anew), eagerly afterwards."""
+    use_cuda_graphs(net)
+    try:
+        yield
+    finally:
+        net.passes = EAGER_PASSES
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from .engine import (
     OverflowEvents,
     Pipeline,
     RestoreOptions,
+    cuda_graph_passes,
     faces_from_report,
     fast_precision,
     native_bf16,
@@ -28,7 +29,7 @@ from .engine import (
     read_image,
 )
 from .plan import Context
-from .report import FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result, no_candidate
+from .report import CUDA_ONLY, FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result, no_candidate
 from .timing import counted, peak_memory_mb, reset_peak_memory, time_once
 
 FIDELITY = 0.5  # the official default w
@@ -65,6 +66,12 @@ def run_photo(ctx: Context) -> None:
         else:
             for row in ("first", "fidelity"):
                 ctx.results[f"photo/{candidate}/{row}"] = no_candidate(candidate)
+        if ctx.on_gpu:
+            with cuda_graph_passes(pipeline.models.codeformer("restore")):
+                memory["graphs"] = _photo_mode(ctx, pipeline, variants, faces, "graphs")
+        else:
+            for row in ("first", "fidelity", "memory"):
+                ctx.results[f"photo/graphs/{row}"] = CUDA_ONLY
     after = _resident(pipeline)
     stayed = before == after and after.device == ctx.device.type and not empty_cache_calls
     requests = sum(numbers["requests"] for numbers in memory.values())
@@ -91,7 +98,8 @@ def image_variant(image: LoadedImage, index: int) -> LoadedImage:
 
 def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage], faces: list[DetectedFace],
                 mode: str) -> dict[str, float]:
-    """Whole-photo rows of `mode`: "float32", "fast", or the candidate precision (fast mode, set by the caller)."""
+    """Whole-photo rows of `mode`: "float32", "fast", the candidate precision or "graphs" (both fast mode, set up by
+    the caller)."""
     options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, background="none", fast=mode != "float32")
     again = replace(options, fidelity=NEW_FIDELITY)
     reset_peak_memory(ctx.device)

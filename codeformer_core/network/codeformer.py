@@ -14,6 +14,7 @@ not clamped.
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -94,6 +95,29 @@ def _conv_lrelu_conv(channels: int) -> nn.Sequential:
     )
 
 
+class NetworkPasses(Protocol):
+    """How `CodeFormer.encode` and `decode` run one pass of the network: eagerly (`EAGER_PASSES`, the default), or
+    replayed from a recording (`cuda_graphs.CudaGraphPasses`). Either way a pass gives what `encode_pass` /
+    `decode_pass` give, and `encode` / `decode` check its range."""
+
+    def encode(self, net: "CodeFormer", x: Tensor, adain: bool, precision: Precision) -> EncodedFaces: ...
+
+    def decode(self, net: "CodeFormer", encoded: EncodedFaces, w: float, precision: Precision) -> Tensor: ...
+
+
+class EagerPasses:
+    """Each pass run as the code reads, kernel by kernel."""
+
+    def encode(self, net: "CodeFormer", x: Tensor, adain: bool, precision: Precision) -> EncodedFaces:
+        return net.encode_pass(x, adain, precision)
+
+    def decode(self, net: "CodeFormer", encoded: EncodedFaces, w: float, precision: Precision) -> Tensor:
+        return net.decode_pass(encoded, w, precision)
+
+
+EAGER_PASSES = EagerPasses()
+
+
 class CodeFormer(nn.Module):
     """The CodeFormer network for one task; see the module docstring for the data path.
 
@@ -108,6 +132,8 @@ class CodeFormer(nn.Module):
     `use_channels_last()` runs the decoder on N x H x W x C data (faster there; outputs within the golden bounds;
     the encoder keeps the default layout, as channels_last moves its logits further). On CUDA the default layout
     is the faster one (bench/results-cuda.md). The golden tests pin the default path and check both speed options.
+    Passes: `encode` and `decode` run one pass each through `passes` (eager by default; the cuda-graphs backend
+    replays recordings, `cuda_graphs.use_cuda_graphs`) and check what it gives.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
 
@@ -128,6 +154,7 @@ class CodeFormer(nn.Module):
         )
         self.decoder_memory_format = torch.contiguous_format
         self.decoder_overflows = DecoderOverflows()
+        self.passes: NetworkPasses = EAGER_PASSES
 
     @property
     def task(self) -> Task:
@@ -163,13 +190,35 @@ class CodeFormer(nn.Module):
         were trained with it, inpaint without).
         """
         self._check_faces(x)
+        encoded = self.passes.encode(self, x, adain, precision)
+        if not _all_finite(precision, encoded.lq_feat, encoded.logits):
+            return self.encode(x, adain, overflow_fallback(precision, x.device))
+        return encoded
+
+    @torch.inference_mode()
+    def decode(self, encoded: EncodedFaces, w: float, precision: Precision = "float32") -> Tensor:
+        """Faces (N x 3 x 512 x 512, [-1, 1] space, RGB, not clamped) at fidelity w in [0, 1].
+
+        w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
+        """
+        w = check_fidelity(w)
+        device = encoded.quant_feat.device
+        precision = self.decoder_overflows.start_precision(precision, w, device)
+        out = self.passes.decode(self, encoded, w, precision)
+        if not _all_finite(precision, out):
+            self.decoder_overflows.note(precision, w)
+            return self.decode(encoded, w, overflow_fallback(precision, device))
+        return out
+
+    @torch.inference_mode()
+    def encode_pass(self, x: Tensor, adain: bool, precision: Precision) -> EncodedFaces:
+        """One run of `encode`'s network at `precision`, its range unchecked (`encode` checks it); x is taken as
+        it is, checked by `encode`."""
         x = x.contiguous()
         with computing_at(precision, x.device):
             lq_feat, skips = self.encoder(x, self.config.cft_resolutions)
             logits = self.predict_logits(lq_feat)
         lq_feat, logits = lq_feat.float(), logits.float()
-        if not _all_finite(precision, lq_feat, logits):
-            return self.encode(x, adain, overflow_fallback(precision, x.device))
         # Softmax is monotonic: its top-1 is the logits' argmax.
         idx = logits.argmax(dim=2)
         quant_feat = self.code_features(idx, lq_feat, adain)
@@ -183,21 +232,12 @@ class CodeFormer(nn.Module):
         )
 
     @torch.inference_mode()
-    def decode(self, encoded: EncodedFaces, w: float, precision: Precision = "float32") -> Tensor:
-        """Faces (N x 3 x 512 x 512, [-1, 1] space, RGB, not clamped) at fidelity w in [0, 1].
-
-        w = 0 skips the CFT blocks entirely (the codebook's face); larger w follows the input more closely.
-        """
-        w = check_fidelity(w)
-        device = encoded.quant_feat.device
-        precision = self.decoder_overflows.start_precision(precision, w, device)
-        with computing_at(precision, device):
+    def decode_pass(self, encoded: EncodedFaces, w: float | Tensor, precision: Precision) -> Tensor:
+        """One run of `decode`'s network at `precision`, as float32, its range unchecked (`decode` checks it); w
+        as `generate` takes it."""
+        with computing_at(precision, encoded.quant_feat.device):
             out = self.generate(encoded.quant_feat, encoded.skips, w)
-        out = out.float()
-        if not _all_finite(precision, out):
-            self.decoder_overflows.note(precision, w)
-            return self.decode(encoded, w, overflow_fallback(precision, device))
-        return out
+        return out.float()
 
     def code_features(self, idx: Tensor, lq_feat: Tensor, adain: bool) -> Tensor:
         """The codebook features of the code indices idx (N x 256), N x 256 x 16 x 16, given the encoder's
@@ -235,9 +275,8 @@ class CodeFormer(nn.Module):
 def _all_finite(precision: Precision, *results: Tensor) -> bool:
     """Whether a run's results are usable: a float32 run's always are, as the reference's would be. In fp16 a
     feature past 65504 turns into inf and then NaN, a black or white face (the golden-fill weights overflow at
-    high w); such a batch runs again at `overflow_fallback`. A CUDA graph being captured cannot wait for a value:
-    there the check is left out."""
-    if precision == "float32" or (results[0].is_cuda and torch.cuda.is_current_stream_capturing()):
+    high w); such a batch runs again at `overflow_fallback`."""
+    if precision == "float32":
         return True
     return all(bool(torch.isfinite(result).all()) for result in results)
 

@@ -49,6 +49,10 @@ class EncodedFaces:
         """The same faces on `device`."""
         return self._map(lambda t: t.to(device))
 
+    def clone(self) -> "EncodedFaces":
+        """The same faces in memory of their own, each tensor in its layout."""
+        return self._map(torch.clone)
+
     def _map(self, change: Callable[[Tensor], Tensor]) -> "EncodedFaces":
         return EncodedFaces(
             quant_feat=change(self.quant_feat),

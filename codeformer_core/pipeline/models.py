@@ -15,6 +15,7 @@ from ..layouts import Task
 from ..network import CodeFormer, FaceNetwork
 from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
+from ..network.cuda_graphs import use_cuda_graphs
 from ..network.loading import load_network
 from ..network.reduced_weights import use_cast_once_weights
 from ..options import Detector
@@ -46,7 +47,7 @@ class Models:
         self.weights = weights
         self.device = device
         self.cpu_kernels = cpu_kernels
-        self.backend = resolve_backend(backend)
+        self.backend = resolve_backend(backend, device)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -63,7 +64,8 @@ class Models:
         else:
 
             def load(path: Path) -> FaceNetwork:
-                return self._tuned(load_network(task, path, self.device))
+                net = self._tuned(load_network(task, path, self.device))
+                return use_cuda_graphs(net) if self.backend == "cuda-graphs" else net
 
         return self._from_file(CODEFORMER_FILES[task], load, progress)
 

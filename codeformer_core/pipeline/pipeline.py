@@ -87,10 +87,10 @@ class Pipeline:
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
     present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run; backend: what runs the CodeFormer
-    network, "torch", "onnxruntime" or "auto" (see `Settings`). fast: every run in reduced precision, whatever its
-    options say (a deployment's choice, from its `HardwareProfile`). max_faces: the most faces one image may have
-    restored (the largest are kept). cache_images: how many images' w-independent work is kept for a later
-    fidelity.
+    network, "torch", "cuda-graphs", "onnxruntime" or "auto" (see `Settings`). fast: every run in reduced
+    precision, whatever its options say (a deployment's choice, from its `HardwareProfile`). max_faces: the most
+    faces one image may have restored (the largest are kept). cache_images: how many images' w-independent work is
+    kept for a later fidelity.
     """
 
     def __init__(
@@ -124,11 +124,16 @@ class Pipeline:
     ) -> "Pipeline":
         """The pipeline the process's settings describe; `device`, `weights_dir`, `backend` (None: the settings')
         and `fast` come from the command line or the hardware profile."""
+        backend = backend or settings.backend
+        if backend == "cuda-graphs" and settings.zero_gpu:
+            # ZeroGPU lends a GPU per call and keeps the process's "cuda" tensors elsewhere between calls; a
+            # recording holds device addresses, which would not outlive the call that made them.
+            raise InvalidOptionError("The cuda-graphs backend cannot run on ZeroGPU: use the torch or auto backend.")
         return cls(
             WeightStore.from_settings(settings, weights_dir),
             device,
             cpu_kernels=settings.cpu_kernels,
-            backend=backend or settings.backend,
+            backend=backend,
             fast=fast,
         )
 
