@@ -73,16 +73,19 @@ def run_latency(ctx: Context) -> None:
         _latency_rows(ctx, net, "graphs", fast=True)
         for batch, faces in mirrored.items():
             ctx.results[f"latency/graphs/b{batch}"] = _replay_checked(
-                ctx.results[f"latency/graphs/b{batch}"], _through_engine(net, faces, fast=True), eager[batch])
+                ctx.results[f"latency/graphs/b{batch}"], _through_engine(net, faces, fast=True), eager[batch],
+                net.passes.recorded)
 
 
-def _replay_checked(result: Result, replayed: list, eager: list) -> Result:
+def _replay_checked(result: Result, replayed: list, eager: list, recorded: int) -> Result:
     """A graphs row with how far a replay on other faces (recorded, then replayed on the golden inputs) landed from
-    eager on them."""
+    eager on them, and how many passes the network holds recorded (a pass whose recording failed runs eagerly, with
+    a warning in the log)."""
     gap = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(replayed, eager, strict=True))
     verdict = "FAIL" if gap > GRAPH_PIXEL_BOUND else result.verdict
     return replace(result, verdict=verdict,
-                   notes=f"{result.notes}; a replay on other faces vs eager on them: max {gap} grey levels")
+                   notes=f"{result.notes}; a replay on other faces vs eager on them: max {gap} grey levels; "
+                   f"{recorded} passes recorded so far")
 
 
 def _latency_rows(ctx: Context, net: CodeFormer, mode: str, *, fast: bool) -> None:
