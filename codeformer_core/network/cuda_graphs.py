@@ -12,7 +12,7 @@ backend (settings.py) swaps the network's passes for `CudaGraphPasses`:
   replays the same recording; under autocast the CFT blocks read it in the decoder's precision (fp16 moves 0.8 by
   2e-4, bf16 by 8e-4), where an eager pass multiplies by the exact w.
 - `CodeFormer.encode` / `decode` check each result's range as they do an eager one's: a replay that overflowed
-  fp16 runs again eagerly at the fallback precision.
+  fp16 runs again at the fallback precision, a key of its own.
 - All recordings of a network share one memory pool and one lock: one replay at a time, its outputs copied out
   before the lock goes, so a pass's activations need room once for all recordings. That pool comes on top of
   the eager passes' memory, and torch.cuda.empty_cache() cannot free it: running out of memory drops every
