@@ -78,9 +78,9 @@ def run_latency(ctx: Context) -> None:
 
 
 def _replay_checked(result: Result, replayed: list, eager: list, recorded: int) -> Result:
-    """A graphs row with how far a replay on other faces (recorded, then replayed on the golden inputs) landed from
-    eager on them, and how many passes the network holds recorded (a pass whose recording failed runs eagerly, with
-    a warning in the log)."""
+    """A graphs row with how far a replay on other faces (recorded on the golden inputs, replayed on their mirror
+    images) landed from eager on them, and how many passes the network holds recorded (a pass whose recording
+    failed runs eagerly, with a warning in the log)."""
     gap = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(replayed, eager, strict=True))
     verdict = "FAIL" if gap > GRAPH_PIXEL_BOUND else result.verdict
     return replace(result, verdict=verdict,

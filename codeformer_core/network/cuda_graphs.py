@@ -104,7 +104,8 @@ class CudaGraphPasses:
         resolutions = sorted(encoded.skips)
         inputs = [encoded.quant_feat, *(encoded.skips[res] for res in resolutions)]
         if w > 0:
-            inputs.append(torch.tensor(w, dtype=torch.float32, device=encoded.quant_feat.device))
+            # Filled on the device: a tensor made from the host's float would be a copy the host waits for.
+            inputs.append(torch.full((), w, dtype=torch.float32, device=encoded.quant_feat.device))
 
         def decode_pass(inputs: Sequence[Tensor]) -> Tensor:
             faces = EncodedFaces(
@@ -142,7 +143,7 @@ class CudaGraphPasses:
         statics = [value.clone() for value in inputs]
         try:
             outputs, replay = self._recorder.record(lambda: run(statics))
-        except torch.OutOfMemoryError:
+        except torch.OutOfMemoryError:  # a RuntimeError too, but one the pipeline answers with fewer faces per pass
             raise
         except RuntimeError as error:  # what torch raises for an operation a graph cannot hold
             logger.warning("CUDA graphs: %s runs eagerly, its recording failed: %s", key, error)
