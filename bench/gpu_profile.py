@@ -5,8 +5,9 @@
 A diagnosis, not the check (bench/gpu_check.sh is that): it prints
 - the whole photo's stages with the device synchronised at each stage's edges (the pipeline's own stage clocks
   do not wait for the GPU, so a stage there also pays for the queued work of the one before);
-- the network per face in float32 and fp16 variants, with each one's drift from exact float32;
-- the CUDA kernels that take the most time in one fp16 batch.
+- the network per face in float32 and fp16 variants, with each one's drift from exact float32 (on CUDA also
+  bf16, and the Triton GroupNorm kernels in both layouts);
+- the CUDA kernels that take the most time in one fp16 batch, the engine's and with the Triton kernels.
 """
 
 import argparse
@@ -39,6 +40,8 @@ from bench.gpu_check.engine import (
     offline_pipeline,
     read_image,
     reduced_precision,
+    triton_network,
+    triton_norms_problem,
     use_cast_once_weights,
     use_golden_dir,
     write_pipeline_weights,
@@ -130,6 +133,10 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
     }
     if device.type == "cuda":
         variants["bf16 (engine's code, bf16)"] = (engine, "bf16")
+        if triton_norms_problem() is None:
+            nchw = triton_network(engine).use_channels_last(False)
+            variants[f"{fast}, Triton GroupNorm kernels (NCHW)"] = (nchw, fast)
+            variants[f"{fast}, Triton GroupNorm kernels, channels_last decoder"] = (triton_network(engine), fast)
     x_all = crops_to_tensor([faces[i % len(faces)] for i in range(max(batches))], device)
     exact = base.encode(x_all[:4])
     exact_out = base.decode(exact, FIDELITY)
@@ -147,12 +154,16 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
                 f"mean {mean_px:.2f} px")
         report[f"net/{name}"] = {"per_face_ms": times, "decode_b4_ms": decode_ms, "codes": codes, "drift": drift}
     if device.type == "cuda":
-        x = x_all[:4]
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            engine.decode(engine.encode(x, precision=fast), FIDELITY, precision=fast)
-            synchronize(device)
-        print(f"--- top kernels, engine {fast}, batch 4")
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90))
+        profiled = {"engine": engine}
+        triton_name = f"{fast}, Triton GroupNorm kernels, channels_last decoder"
+        if triton_name in variants:
+            profiled[triton_name] = variants[triton_name][0]
+        for name, net in profiled.items():
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                net.decode(net.encode(x_all[:4], precision=fast), FIDELITY, precision=fast)
+                synchronize(device)
+            print(f"--- top kernels, {name} {fast}, batch 4")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90))
 
 
 def _forward(net: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:

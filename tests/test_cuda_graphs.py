@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from codeformer_core.errors import InvalidOptionError
 from codeformer_core.network import codeformer as network_definition
@@ -25,6 +26,13 @@ from codeformer_core.settings import Settings
 from codeformer_core.testing.golden import golden_tensor
 
 NARROW_WIDTH = 32  # channels of the first VQGAN level (published: 64): the same code, a quarter of the work
+HOST_BOUND_OPERATIONS = {
+    "aten._local_scalar_dense",  # .item(), bool(tensor), a tensor used as a Python number
+    "aten.nonzero", "aten.masked_select", "aten.unique", "aten._unique2",  # outputs sized by the values
+    "aten.lift_fresh",  # torch.tensor(data): values from the host, frozen into a recording
+    "aten.equal", "aten.is_nonzero",
+}
+"""Operations a CUDA graph cannot hold: each waits for the device, or takes values the host holds at recording."""
 
 
 class ReplayingRecorder:
@@ -187,3 +195,31 @@ def test_the_backend_is_refused_off_cuda_and_on_zerogpu_in_one_line(eager_net: C
     with pytest.raises(ValueError, match="need the network on a CUDA device; it is on cpu"):
         use_cuda_graphs(eager_net)
     assert resolve_backend("auto", torch.device("cpu")) == "torch"
+
+
+class _Operations(TorchDispatchMode):
+    """The names of the operations dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket._qualified_op_name.replace("::", "."))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_a_pass_runs_no_operation_a_graph_cannot_hold(eager_net: CodeFormer, precision: str) -> None:
+    faces = _faces(2, seed=7)
+    w = torch.full((), 0.5)
+    encoded = eager_net.encode_pass(faces, True, precision)
+    seen = []
+    for run in (lambda: eager_net.encode_pass(faces, True, precision),
+                lambda: eager_net.encode_pass(faces, False, precision),
+                lambda: eager_net.decode_pass(encoded, w, precision)):
+        with _Operations() as operations:
+            run()
+        seen.append(operations.names)
+    assert all("aten.conv2d" in names for names in seen)  # the mode saw the passes' operations
+    assert [names & HOST_BOUND_OPERATIONS for names in seen] == [set(), set(), set()]

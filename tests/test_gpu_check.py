@@ -75,7 +75,8 @@ def test_golden_residency_and_timing_rows_are_filled(summary: dict[str, Any]) ->
     for key in ("latency/float32/b2", "latency/fast/b2", "photo/fast/first", "photo/fast/fidelity"):
         assert results[key]["ours"].endswith(" ms") and float(results[key]["ours"].split()[0]) > 0
     assert "paste masks" in results["photo/fast/fidelity"]["notes"]  # the new fidelity reused the first run's work
-    for key in ("latency/graphs/b2", "photo/graphs/first", "photo/graphs/fidelity"):
+    for key in ("latency/graphs/b2", "latency/triton/b2", "latency/triton-graphs/b2", "photo/graphs/first",
+                "photo/graphs/fidelity"):
         assert (results[key]["verdict"], results[key]["notes"]) == ("n/a", "CUDA only")
 
 

@@ -9,6 +9,7 @@ Also what the check needs from them that they do not offer as such:
 """
 
 import contextlib
+import copy
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -53,7 +54,7 @@ __all__ = [
     "cuda_graph_passes", "decode_faces", "encode_faces", "faces_from_report", "fast_precision", "filled_network",
     "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_events", "precision_for",
     "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",
-    "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
+    "triton_network", "triton_norms_problem", "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -183,6 +184,25 @@ def cuda_graph_passes(net: CodeFormer) -> Iterator[None]:
         yield
     finally:
         net.passes = EAGER_PASSES
+
+
+def triton_norms_problem() -> str | None:
+    """Why the Triton GroupNorm kernels cannot run in this process, or None."""
+    try:
+        import triton  # noqa: F401 - only whether it imports
+    except ImportError as error:
+        return f"Triton is not installed ({error})"
+    return None
+
+
+def triton_network(net: CodeFormer) -> CodeFormer:
+    """A copy of `net` whose GroupNorms run the Triton kernels on reduced-precision features, with its decoder
+    channels_last (the layout cuDNN's fp16 convolutions work in, which torch's GroupNorm is slow on)."""
+    from codeformer_core.network.triton_group_norm import use_triton_group_norms
+
+    copied = copy.deepcopy(net)
+    use_triton_group_norms(copied)
+    return copied.use_channels_last()
 
 
 @contextlib.contextmanager

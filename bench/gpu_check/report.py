@@ -12,6 +12,8 @@ PHOTO_TARGET_MS = 150.0
 """A 4-face photo end to end, faces given, on an H100 (issue 15)."""
 FIDELITY_TARGET_MS = 50.0
 """A new fidelity value on a processed photo (issue 15)."""
+TRITON_MODES = ("triton", "triton-graphs")
+"""Latency rows of fast mode with the Triton GroupNorm kernels (network/triton_group_norm.py): eager, replayed."""
 GOLDEN_BOUNDS = "idx identical; logits, lq_feat <= 1e-4; outputs <= 1e-3 x max\\|ref\\|"
 
 
@@ -60,8 +62,10 @@ def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, .
              for task in fidelities]
     rows.append(Row("latency/reference", "reference",
                     "network per face, reference (published architecture, float32, one face at a time)"))
+    triton = f"{fast} with Triton GroupNorm kernels, channels_last decoder"
     modes = (("float32", "float32"), ("fast", fast), (candidate, f"{candidate} as fast mode (candidate)"),
-             ("graphs", f"{fast} replaying CUDA graphs (cuda-graphs backend)"))
+             ("graphs", f"{fast} replaying CUDA graphs (cuda-graphs backend)"), ("triton", f"{triton} (candidate)"),
+             ("triton-graphs", f"{triton}, replaying CUDA graphs (candidate)"))
     for mode, label in modes:
         for batch in batches:
             target = f">= {SPEEDUP_TARGET:g}x" if mode != "float32" and batch > 1 else "(none)"

@@ -5,6 +5,8 @@
   mode, one pass per batch; per face = the batch's median time / its faces.
 - the same in fast mode with the network's passes replayed from CUDA graphs (the cuda-graphs backend; CUDA only),
   each batch also checked on other faces against eager;
+- fast mode with the Triton GroupNorm kernels and a channels_last decoder (network/triton_group_norm.py, not the
+  engine's default), eager and replaying CUDA graphs (CUDA only);
 - speed options (CUDA only): the same network on tensors, eager against cudnn.benchmark, so the table says whether
   it would help and by how much.
 - torch.compile: in a child process of its own (`compiled.py`), killed if it runs past its time box; compiling
@@ -33,9 +35,11 @@ from .engine import (
     overflow_events,
     precision_for,
     reduced_precision,
+    triton_network,
+    triton_norms_problem,
 )
 from .plan import REPO_ROOT, Context
-from .report import CUDA_ONLY, SPEEDUP_TARGET, Result, no_candidate, ratio_result
+from .report import CUDA_ONLY, SPEEDUP_TARGET, TRITON_MODES, Result, no_candidate, ratio_result
 from .timing import Series, peak_memory_mb, reset_peak_memory, series
 
 FIDELITY = 0.5
@@ -51,7 +55,7 @@ class NotApplicable(Exception):
 
 def run_latency(ctx: Context) -> None:
     """float32 and fast mode through the engine, then fast mode at the candidate precision, then fast mode replaying
-    CUDA graphs."""
+    CUDA graphs, then with the Triton GroupNorm kernels."""
     net = ctx.pipeline.models.codeformer("restore")
     _latency_rows(ctx, net, "float32", fast=False)
     _latency_rows(ctx, net, "fast", fast=True)
@@ -63,18 +67,47 @@ def run_latency(ctx: Context) -> None:
         with fast_precision(candidate):
             _latency_rows(ctx, net, candidate, fast=True)
     if not ctx.on_gpu:
-        for batch in ctx.scale.batches:
-            ctx.results[f"latency/graphs/b{batch}"] = CUDA_ONLY
+        for mode in ("graphs", *TRITON_MODES):
+            for batch in ctx.scale.batches:
+                ctx.results[f"latency/{mode}/b{batch}"] = CUDA_ONLY
         return
     mirrored = {batch: [np.ascontiguousarray(face[:, ::-1]) for face in ctx.faces(batch)]
                 for batch in ctx.scale.batches}
     eager = {batch: _through_engine(net, faces, fast=True) for batch, faces in mirrored.items()}
+    _graph_rows(ctx, net, "graphs", mirrored, eager)
+    _triton_rows(ctx, net, mirrored, eager)
+
+
+def _graph_rows(ctx: Context, net: CodeFormer, mode: str, mirrored: dict[int, list], eager: dict[int, list]) -> None:
+    """`mode`'s rows of `net` replaying CUDA graphs, each checked on the mirrored faces against `eager`."""
     with cuda_graph_passes(net):
-        _latency_rows(ctx, net, "graphs", fast=True)
+        _latency_rows(ctx, net, mode, fast=True)
         for batch, faces in mirrored.items():
-            ctx.results[f"latency/graphs/b{batch}"] = _replay_checked(
-                ctx.results[f"latency/graphs/b{batch}"], _through_engine(net, faces, fast=True), eager[batch],
+            ctx.results[f"latency/{mode}/b{batch}"] = _replay_checked(
+                ctx.results[f"latency/{mode}/b{batch}"], _through_engine(net, faces, fast=True), eager[batch],
                 net.passes.recorded)
+
+
+def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list], engine: dict[int, list]) -> None:
+    """Fast mode with the Triton GroupNorm kernels and a channels_last decoder, eager and replaying CUDA graphs;
+    the eager rows say how far their faces land from the engine's fast mode on the mirrored faces."""
+    problem = triton_norms_problem()
+    if problem is not None:
+        for mode in TRITON_MODES:
+            for batch in ctx.scale.batches:
+                ctx.results[f"latency/{mode}/b{batch}"] = Result(verdict="n/a", notes=problem)
+        return
+    triton_net = triton_network(net)
+    _latency_rows(ctx, triton_net, "triton", fast=True)
+    triton_eager = {batch: _through_engine(triton_net, faces, fast=True) for batch, faces in mirrored.items()}
+    for batch, faces in triton_eager.items():
+        gaps = np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel()
+                               for a, b in zip(faces, engine[batch], strict=True)])
+        result = ctx.results[f"latency/triton/b{batch}"]
+        ctx.results[f"latency/triton/b{batch}"] = replace(
+            result, notes=f"{result.notes}; faces vs the engine's fast mode on other faces: mean "
+                          f"{gaps.mean():.2f}, max {gaps.max()} grey levels")
+    _graph_rows(ctx, triton_net, "triton-graphs", mirrored, triton_eager)
 
 
 def _replay_checked(result: Result, replayed: list, eager: list, recorded: int) -> Result:

@@ -32,11 +32,20 @@ class AutocastGroupNorm(nn.GroupNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype == torch.float32 or not torch.is_autocast_enabled(x.device.type):
+        if not self.normalizes_reduced(x):
             return super().forward(x)
         weight, bias = reduced_parameters(self, x.dtype, self.weight, self.bias)
         with torch.autocast(x.device.type, enabled=False):
             return F.group_norm(x, self.num_groups, weight, bias, self.eps)
+
+    def with_swish(self, x: Tensor) -> Tensor:
+        """swish(GroupNorm(x)), what a ResBlock computes before each convolution (one pass in some subclasses)."""
+        return F.silu(self(x), inplace=True)
+
+    @staticmethod
+    def normalizes_reduced(x: Tensor) -> bool:
+        """Whether x is reduced-precision features under autocast, normalised in their own precision."""
+        return x.dtype != torch.float32 and torch.is_autocast_enabled(x.device.type)
 
 
 class ResBlock(nn.Module):
@@ -52,8 +61,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # In-place activations and sum reuse fresh buffers: at 512x512 each saved allocation is 64 MB per face.
-        h = self.conv1(F.silu(self.norm1(x), inplace=True))
-        h = self.conv2(F.silu(self.norm2(h), inplace=True))
+        h = self.conv1(self.norm1.with_swish(x))
+        h = self.conv2(self.norm2.with_swish(h))
         return h.add_(x if self.conv_out is None else self.conv_out(x))
 
 
