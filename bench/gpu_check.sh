@@ -2,6 +2,7 @@
 # Issue 15's GPU check in one command (bench/README.md, "GPU check"):
 #   bash bench/gpu_check.sh              on a lent GPU machine, with bench/gpu-carry carried (make gpu-check-prep)
 #   bash bench/gpu_check.sh --dry-run    here, on the CPU: tiny sizes, the same code path
+#   add --profile                        then bench/gpu_profile.py with the same wheels (profile.log, gpu_profile.json)
 # The GPU machine reaches no package index: the carried wheels are installed into a temporary folder first.
 # With $OUT set, the results table, gpu_check.json and this log land there (they come back from a device call).
 set -euo pipefail
@@ -24,10 +25,29 @@ elif [[ " $* " != *" --dry-run "* ]]; then
     exit 2
 fi
 
+profile=0
+args=()
+profile_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --profile) profile=1 ;;
+        --dry-run) args+=("$arg"); profile_args+=("$arg") ;;
+        *) args+=("$arg") ;;
+    esac
+done
+
 check() { timeout --kill-after=10 "$HARD_LIMIT_S" "$PYTHON" -m bench.gpu_check "$@"; }
+# The profile runs after the check whatever the check's outcome: it is the diagnosis of what the check found.
+run_profile() { timeout --kill-after=10 "$PROFILE_LIMIT_S" "$PYTHON" -m bench.gpu_profile "$@"; }
+PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-150}  # about a minute on the H100; a dry run on 2 busy cores takes minutes
+if (( ${#profile_args[@]} )); then PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-600}; fi
+status=0
 if [[ -n "${OUT:-}" ]]; then
     mkdir -p "$OUT"
-    check "$@" 2>&1 | tee "$OUT/gpu_check.log"
+    check "${args[@]}" 2>&1 | tee "$OUT/gpu_check.log" || status=$?
+    if (( profile )); then run_profile "${profile_args[@]}" 2>&1 | tee "$OUT/profile.log" || status=$?; fi
 else
-    check "$@"
+    check "${args[@]}" || status=$?
+    if (( profile )); then run_profile "${profile_args[@]}" || status=$?; fi
 fi
+exit "$status"

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..network import CodeFormer
 from ..network.swapping import swap_modules
+from ..network.vqgan import AutocastGroupNorm
 
 FACES = "input"
 WEIGHT = "weight"
@@ -63,9 +64,9 @@ class DecoderGraph(nn.Module):
         return self.net.generate(quant_feat, dict(zip(resolutions, skips, strict=True)), weight)
 
 
-class StagedGroupNorm(nn.GroupNorm):
-    """nn.GroupNorm (same parameters) whose statistics are means of means: over width, then height, then the
-    group's channels.
+class StagedGroupNorm(AutocastGroupNorm):
+    """The VQGAN's GroupNorm (same parameters; a ResBlock's swish after it too) whose statistics are means of
+    means: over width, then height, then the group's channels. Exported in float32: no autocast path.
 
     Why: ONNX Runtime sums a group's values (up to 2 x 512 x 512 per group) in one float32 pass, whatever the
     node (InstanceNormalization or ReduceMean), which moved the encoder's latent over the golden bound; staged

@@ -17,7 +17,7 @@ GROUPS = 32
 NORM_EPS = 1e-6
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
+def group_norm(channels: int) -> "AutocastGroupNorm":
     """The VQGAN's normalisation: GroupNorm with 32 groups and eps 1e-6."""
     return AutocastGroupNorm(num_groups=GROUPS, num_channels=channels, eps=NORM_EPS, affine=True)
 
