@@ -1,7 +1,7 @@
 """The VQGAN's GroupNorm, and GroupNorm then swish, on reduced-precision CUDA features as Triton kernels.
 
-Why: in one fp16 pass of 4 faces on an H100, torch's GroupNorm took a third of the GPU time
-(bench/results-cuda.md, gpu_profile): its statistics kernel gives each (face, group) row one thread block, so 4
+Why: in one fp16 pass of 4 faces on an H100, torch's GroupNorm took a third of the GPU time (gpu_profile.py's
+top kernels, bench/README.md): its statistics kernel gives each (face, group) row one thread block, so 4
 faces fill 128 blocks on 132 SMs, each reading up to half a million values alone; the normalisation and the swish
 after it read and write every feature map once more each. Here:
 
@@ -15,6 +15,8 @@ after it read and write every feature map once more each. Here:
 `use_triton_group_norms(net)` swaps them into a network; they run only where `AutocastGroupNorm` would normalise
 reduced-precision features in their own precision (on CUDA, under autocast), so float32 stays torch's exact path.
 Triton compiles each kernel at its first call (once per dtype and shape class; kept in Triton's cache on disk).
+Three launches per norm, each from Python, cost the host more than torch's one: replayed from CUDA graphs they
+cost nothing (the GPU check times both).
 Under `TRITON_INTERPRET=1` Triton runs the same kernels on the CPU, slowly: the tests check them that way.
 """
 
@@ -166,8 +168,9 @@ def _normalize_nhwc(x_ptr, y_ptr, stats_ptr, weight_ptr, bias_ptr, positions, C:
 
 
 def group_norm(x: Tensor, groups: int, weight: Tensor, bias: Tensor, eps: float, swish: bool = False) -> Tensor:
-    """GroupNorm of x (N x C x H x W, N x C x H x W or channels_last in memory; output in x's layout and dtype),
-    then swish when `swish`; statistics and arithmetic in float32. weight and bias: C values, any float dtype."""
+    """GroupNorm of x (N x C x H x W, in memory as such or channels_last), then swish when `swish`; statistics and
+    arithmetic in float32, output in x's dtype and layout (channels_last only where C is a power of two, as in
+    CodeFormer: else N x C x H x W). weight and bias: C values, any float dtype."""
     faces, channels, height, width = x.shape
     if channels % groups:
         raise ValueError(f"GroupNorm: {channels} channels do not split into {groups} groups")
