@@ -131,12 +131,15 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
         f"{fast}, norms in float32 (autocast's rule)": (float32_norms(copy.deepcopy(base)), fast),
         f"{fast}, channels_last decoder": (copy.deepcopy(base).use_channels_last(), fast),
     }
+    profiled = {f"engine, {fast}": engine}
     if device.type == "cuda":
         variants["bf16 (engine's code, bf16)"] = (engine, "bf16")
         if triton_norms_problem() is None:
-            nchw = triton_network(engine).use_channels_last(False)
-            variants[f"{fast}, Triton GroupNorm kernels (NCHW)"] = (nchw, fast)
-            variants[f"{fast}, Triton GroupNorm kernels, channels_last decoder"] = (triton_network(engine), fast)
+            triton_nchw = triton_network(engine, channels_last=False)
+            triton_channels_last = triton_network(engine, channels_last=True)
+            variants[f"{fast}, Triton GroupNorm kernels (NCHW)"] = (triton_nchw, fast)
+            variants[f"{fast}, Triton GroupNorm kernels, channels_last decoder"] = (triton_channels_last, fast)
+            profiled[f"Triton GroupNorm kernels, channels_last decoder, {fast}"] = triton_channels_last
     x_all = crops_to_tensor([faces[i % len(faces)] for i in range(max(batches))], device)
     exact = base.encode(x_all[:4])
     exact_out = base.decode(exact, FIDELITY)
@@ -154,15 +157,11 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
                 f"mean {mean_px:.2f} px")
         report[f"net/{name}"] = {"per_face_ms": times, "decode_b4_ms": decode_ms, "codes": codes, "drift": drift}
     if device.type == "cuda":
-        profiled = {"engine": engine}
-        triton_name = f"{fast}, Triton GroupNorm kernels, channels_last decoder"
-        if triton_name in variants:
-            profiled[triton_name] = variants[triton_name][0]
         for name, net in profiled.items():
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 net.decode(net.encode(x_all[:4], precision=fast), FIDELITY, precision=fast)
                 synchronize(device)
-            print(f"--- top kernels, {name} {fast}, batch 4")
+            print(f"--- top kernels, {name}, batch 4")
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90))
 
 

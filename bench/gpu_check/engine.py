@@ -195,14 +195,14 @@ def triton_norms_problem() -> str | None:
     return None
 
 
-def triton_network(net: CodeFormer) -> CodeFormer:
-    """A copy of `net` whose GroupNorms run the Triton kernels on reduced-precision features, with its decoder
-    channels_last (the layout cuDNN's fp16 convolutions work in, which torch's GroupNorm is slow on)."""
+def triton_network(net: CodeFormer, channels_last: bool) -> CodeFormer:
+    """A copy of `net` whose GroupNorms run the Triton kernels on reduced-precision features, its decoder
+    channels_last (the layout cuDNN's fp16 convolutions work in, which torch's GroupNorm is slow on) or not."""
     from codeformer_core.network.triton_group_norm import use_triton_group_norms
 
     copied = copy.deepcopy(net)
     use_triton_group_norms(copied)
-    return copied.use_channels_last()
+    return copied.use_channels_last(channels_last)
 
 
 @contextlib.contextmanager

@@ -64,8 +64,8 @@ def planned_rows(fidelities: dict[str, tuple[float, ...]], batches: tuple[int, .
                     "network per face, reference (published architecture, float32, one face at a time)"))
     triton = f"{fast} with Triton GroupNorm kernels, channels_last decoder"
     modes = (("float32", "float32"), ("fast", fast), (candidate, f"{candidate} as fast mode (candidate)"),
-             ("graphs", f"{fast} replaying CUDA graphs (cuda-graphs backend)"), ("triton", f"{triton} (candidate)"),
-             ("triton-graphs", f"{triton}, replaying CUDA graphs (candidate)"))
+             ("graphs", f"{fast} replaying CUDA graphs (cuda-graphs backend)"),
+             *zip(TRITON_MODES, (f"{triton} (candidate)", f"{triton}, replaying CUDA graphs (candidate)"), strict=True))
     for mode, label in modes:
         for batch in batches:
             target = f">= {SPEEDUP_TARGET:g}x" if mode != "float32" and batch > 1 else "(none)"

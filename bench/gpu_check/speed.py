@@ -97,12 +97,11 @@ def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list], engin
             for batch in ctx.scale.batches:
                 ctx.results[f"latency/{mode}/b{batch}"] = Result(verdict="n/a", notes=problem)
         return
-    triton_net = triton_network(net)
+    triton_net = triton_network(net, channels_last=True)
     _latency_rows(ctx, triton_net, "triton", fast=True)
     triton_eager = {batch: _through_engine(triton_net, faces, fast=True) for batch, faces in mirrored.items()}
     for batch, faces in triton_eager.items():
-        gaps = np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel()
-                               for a, b in zip(faces, engine[batch], strict=True)])
+        gaps = _grey_level_gaps(faces, engine[batch])
         result = ctx.results[f"latency/triton/b{batch}"]
         ctx.results[f"latency/triton/b{batch}"] = replace(
             result, notes=f"{result.notes}; faces vs the engine's fast mode on other faces: mean "
@@ -114,11 +113,17 @@ def _replay_checked(result: Result, replayed: list, eager: list, recorded: int) 
     """A graphs row with how far a replay on other faces (recorded on the golden inputs, replayed on their mirror
     images) landed from eager on them, and how many passes the network holds recorded (a pass whose recording
     failed runs eagerly, with a warning in the log)."""
-    gap = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(replayed, eager, strict=True))
+    gap = int(_grey_level_gaps(replayed, eager).max())
     verdict = "FAIL" if gap > GRAPH_PIXEL_BOUND else result.verdict
     return replace(result, verdict=verdict,
                    notes=f"{result.notes}; a replay on other faces vs eager on them: max {gap} grey levels; "
                    f"{recorded} passes recorded so far")
+
+
+def _grey_level_gaps(faces: list, others: list) -> np.ndarray:
+    """Every pixel's absolute difference between two lists of uint8 faces, flattened."""
+    return np.concatenate([np.abs(a.astype(np.int16) - b.astype(np.int16)).ravel()
+                           for a, b in zip(faces, others, strict=True)])
 
 
 def _latency_rows(ctx: Context, net: CodeFormer, mode: str, *, fast: bool) -> None:

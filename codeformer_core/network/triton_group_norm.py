@@ -175,11 +175,11 @@ def group_norm(x: Tensor, groups: int, weight: Tensor, bias: Tensor, eps: float,
     if channels % groups:
         raise ValueError(f"GroupNorm: {channels} channels do not split into {groups} groups")
     positions = height * width
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    if channels_last and channels & (channels - 1):  # a tile spans all channels: a power of two, as Triton asks
+    # A channels_last tile spans all channels: a power of two, as Triton's ranges ask.
+    power_of_two = channels & (channels - 1) == 0
+    channels_last = power_of_two and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    if not channels_last:
         x = x.contiguous()
-        channels_last = False
-    x = x if channels_last else x.contiguous()
     y = torch.empty_like(x)
     rows = faces * groups
     stats = torch.empty(rows, 2, dtype=torch.float32, device=x.device)
