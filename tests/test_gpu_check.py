@@ -97,6 +97,25 @@ def test_committed_cuda_table_has_a_line_for_every_row_of_a_full_run() -> None:
 
 
 
+def test_the_profile_flag_runs_the_profile_after_a_failed_check_and_exits_with_the_check_status(
+    tmp_path: Path,
+) -> None:
+    # gpu_check.sh's own argument handling, with a stand-in interpreter that logs how it is called: --profile is
+    # the script's, --dry-run goes to both programs, and the diagnosis still runs when the check fails.
+    calls, python = tmp_path / "calls", tmp_path / "python"
+    python.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n'
+                      'case "$*" in *bench.gpu_check*) exit 3 ;; esac\n')
+    python.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(python), "OUT": str(out), "CALLS": str(calls)}
+    done = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--profile"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    programs = [line for line in calls.read_text().splitlines() if line.startswith("-m bench.")]
+    assert programs == ["-m bench.gpu_check --dry-run", "-m bench.gpu_profile --dry-run"]
+    assert sorted(path.name for path in out.iterdir()) == ["gpu_check.log", "profile.log"]
+
+
 def test_profile_dry_run_times_the_stages_and_every_network_variant(tmp_path: Path) -> None:
     # bench/gpu_profile.py, the diagnosis behind the engine's GPU choices, on the CPU at the dry run's sizes.
     done = subprocess.run([sys.executable, "-m", "bench.gpu_profile", "--dry-run", "--out", str(tmp_path)],

@@ -332,6 +332,19 @@ def test_after_fp16_overflows_at_some_w_decodes_at_that_w_or_above_start_in_bf16
     assert copied.lowest_w("fp16") == 0.7
 
 
+def test_a_decode_asks_the_device_about_bf16_only_at_or_above_a_w_that_overflowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every decode asks where it starts; the device is asked about bf16 only where the answer could change it.
+    asked = []
+    monkeypatch.setattr(precision, "native_bf16", lambda device: asked.append(device) or True)
+    overflows, cpu = precision.DecoderOverflows(), torch.device("cpu")
+    assert overflows.start_precision("fp16", 0.9, cpu) == "fp16" and asked == []
+    overflows.note("fp16", 0.8)
+    assert overflows.start_precision("fp16", 0.5, cpu) == "fp16" and asked == []
+    assert overflows.start_precision("fp16", 0.8, cpu) == "bf16" and asked == [cpu]
+
+
 def test_where_the_fallback_is_float32_every_fp16_decode_tries_fp16_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # a GPU without bf16 units, like a T4
     net = build_network("restore").eval()
