@@ -12,6 +12,16 @@ PYTHON=${PYTHON:-python3}
 WHEELS=bench/gpu-carry/wheels
 HARD_LIMIT_S=${GPU_CHECK_HARD_LIMIT_S:-480}  # issue 15's 8 minutes; the check's own time box ends a minute sooner
 
+# --profile is this script's; --dry-run goes to the check and the profile alike; the rest to the check.
+dry_run=0 profile=0 args=() profile_args=()
+for arg in "$@"; do
+    case "$arg" in
+        --profile) profile=1 ;;
+        --dry-run) dry_run=1; args+=("$arg"); profile_args+=("$arg") ;;
+        *) args+=("$arg") ;;
+    esac
+done
+
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 site=$(mktemp -d /tmp/gpu-check-site.XXXXXX)
 trap 'rm -rf "$site"' EXIT
@@ -20,27 +30,16 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
         --target "$site" "$WHEELS"/*.whl
     export GPU_CHECK_SITE=$site PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-elif [[ " $* " != *" --dry-run "* ]]; then
+elif (( ! dry_run )); then
     echo "gpu_check: no wheels in $WHEELS: run 'make gpu-check-prep' on the development machine and carry bench/gpu-carry" >&2
     exit 2
 fi
 
-profile=0
-args=()
-profile_args=()
-for arg in "$@"; do
-    case "$arg" in
-        --profile) profile=1 ;;
-        --dry-run) args+=("$arg"); profile_args+=("$arg") ;;
-        *) args+=("$arg") ;;
-    esac
-done
-
 check() { timeout --kill-after=10 "$HARD_LIMIT_S" "$PYTHON" -m bench.gpu_check "$@"; }
 # The profile runs after the check whatever the check's outcome: it is the diagnosis of what the check found.
 run_profile() { timeout --kill-after=10 "$PROFILE_LIMIT_S" "$PYTHON" -m bench.gpu_profile "$@"; }
-PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-150}  # about a minute on the H100; a dry run on 2 busy cores takes minutes
-if (( ${#profile_args[@]} )); then PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-600}; fi
+# About a minute on the H100; a dry run on 2 busy cores takes minutes.
+if (( dry_run )); then PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-600}; else PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-150}; fi
 status=0
 if [[ -n "${OUT:-}" ]]; then
     mkdir -p "$OUT"

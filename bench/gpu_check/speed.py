@@ -88,7 +88,8 @@ def _graph_rows(ctx: Context, net: CodeFormer, mode: str, mirrored: dict[int, li
                 net.passes.recorded)
 
 
-def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list], engine: dict[int, list]) -> None:
+def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list],
+                 engine_faces: dict[int, list]) -> None:
     """Fast mode with the Triton GroupNorm kernels and a channels_last decoder, eager and replaying CUDA graphs;
     the eager rows say how far their faces land from the engine's fast mode on the mirrored faces."""
     problem = triton_norms_problem()
@@ -101,7 +102,7 @@ def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list], engin
     _latency_rows(ctx, triton_net, "triton", fast=True)
     triton_eager = {batch: _through_engine(triton_net, faces, fast=True) for batch, faces in mirrored.items()}
     for batch, faces in triton_eager.items():
-        gaps = _grey_level_gaps(faces, engine[batch])
+        gaps = _grey_level_gaps(faces, engine_faces[batch])
         result = ctx.results[f"latency/triton/b{batch}"]
         ctx.results[f"latency/triton/b{batch}"] = replace(
             result, notes=f"{result.notes}; faces vs the engine's fast mode on other faces: mean "
