@@ -35,18 +35,20 @@ elif (( ! dry_run )); then
     exit 2
 fi
 
-check() { timeout --kill-after=10 "$HARD_LIMIT_S" "$PYTHON" -m bench.gpu_check "$@"; }
-# The profile runs after the check whatever the check's outcome: it is the diagnosis of what the check found.
-run_profile() { timeout --kill-after=10 "$PROFILE_LIMIT_S" "$PYTHON" -m bench.gpu_profile "$@"; }
 # About a minute on the H100; a dry run on 2 busy cores takes minutes.
-if (( dry_run )); then PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-600}; else PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-150}; fi
+PROFILE_LIMIT_S=${GPU_PROFILE_LIMIT_S:-$(( dry_run ? 600 : 150 ))}
+check() { timeout --kill-after=10 "$HARD_LIMIT_S" "$PYTHON" -m bench.gpu_check "$@"; }
+run_profile() { timeout --kill-after=10 "$PROFILE_LIMIT_S" "$PYTHON" -m bench.gpu_profile "$@"; }
+# With $OUT set, a program's output is also kept there under the given name.
+logged() {
+    local log=$1; shift
+    if [[ -n "${OUT:-}" ]]; then "$@" 2>&1 | tee "$OUT/$log"; else "$@"; fi
+}
+
+if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT"; fi
+# The profile runs after the check whatever the check's outcome: it is the diagnosis of what the check found.
+# The script exits with the last failing program's status, 0 when both pass.
 status=0
-if [[ -n "${OUT:-}" ]]; then
-    mkdir -p "$OUT"
-    check "${args[@]}" 2>&1 | tee "$OUT/gpu_check.log" || status=$?
-    if (( profile )); then run_profile "${profile_args[@]}" 2>&1 | tee "$OUT/profile.log" || status=$?; fi
-else
-    check "${args[@]}" || status=$?
-    if (( profile )); then run_profile "${profile_args[@]}" || status=$?; fi
-fi
+logged gpu_check.log check "${args[@]}" || status=$?
+if (( profile )); then logged profile.log run_profile "${profile_args[@]}" || status=$?; fi
 exit "$status"

@@ -176,7 +176,7 @@ def group_norm(x: Tensor, groups: int, weight: Tensor, bias: Tensor, eps: float,
         raise ValueError(f"GroupNorm: {channels} channels do not split into {groups} groups")
     positions = height * width
     # A channels_last tile spans all channels: a power of two, as Triton's ranges ask.
-    power_of_two = channels & (channels - 1) == 0
+    power_of_two = (channels & (channels - 1)) == 0
     channels_last = power_of_two and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     if not channels_last:
         x = x.contiguous()
