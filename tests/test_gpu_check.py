@@ -96,7 +96,6 @@ def test_committed_cuda_table_has_a_line_for_every_row_of_a_full_run() -> None:
     assert [row.measurement for row in rows if f"| {row.measurement} |" not in table] == []
 
 
-
 def test_the_profile_flag_runs_the_profile_after_a_failed_check_and_exits_with_the_check_status(
     tmp_path: Path,
 ) -> None:
