@@ -96,23 +96,46 @@ def test_committed_cuda_table_has_a_line_for_every_row_of_a_full_run() -> None:
     assert [row.measurement for row in rows if f"| {row.measurement} |" not in table] == []
 
 
+def _stand_in_python(folder: Path, then: str = "") -> tuple[Path, dict[str, str]]:
+    """An interpreter for gpu_check.sh that logs each call's arguments to the returned file, then runs `then`;
+    with the environment that makes the script use it."""
+    calls, python = folder / "calls", folder / "python"
+    python.write_text(f'#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n{then}')
+    python.chmod(0o755)
+    return calls, {**os.environ, "PYTHON": str(python), "CALLS": str(calls)}
+
+
 def test_the_profile_flag_runs_the_profile_after_a_failed_check_and_exits_with_the_check_status(
     tmp_path: Path,
 ) -> None:
     # gpu_check.sh's own argument handling, with a stand-in interpreter that logs how it is called: --profile is
     # the script's, --dry-run goes to both programs, and the diagnosis still runs when the check fails.
-    calls, python = tmp_path / "calls", tmp_path / "python"
-    python.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n'
-                      'case "$*" in *bench.gpu_check*) exit 3 ;; esac\n')
-    python.chmod(0o755)
+    calls, env = _stand_in_python(tmp_path, 'case "$*" in *bench.gpu_check*) exit 3 ;; esac\n')
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": str(python), "OUT": str(out), "CALLS": str(calls)}
+    env["OUT"] = str(out)
     done = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--profile"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     programs = [line for line in calls.read_text().splitlines() if line.startswith("-m bench.")]
     assert programs == ["-m bench.gpu_check --dry-run", "-m bench.gpu_profile --dry-run"]
     assert sorted(path.name for path in out.iterdir()) == ["gpu_check.log", "profile.log"]
+
+
+def test_without_the_carried_wheels_only_a_dry_run_goes_on(tmp_path: Path) -> None:
+    # A copy of the script in a tree without bench/gpu-carry: on a GPU machine that is a call made without carrying
+    # it, which must stop at once with the make target to run, before any program spends the device's minutes.
+    (tmp_path / "bench").mkdir()
+    script = tmp_path / "bench" / "gpu_check.sh"
+    script.write_text((REPO_ROOT / "bench" / "gpu_check.sh").read_text())
+    calls, env = _stand_in_python(tmp_path)
+
+    full = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert full.returncode == 2
+    assert "make gpu-check-prep" in full.stderr and not calls.exists()
+
+    dry = subprocess.run(["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert calls.read_text().splitlines() == ["-m bench.gpu_check --dry-run"]
 
 
 def test_profile_dry_run_times_the_stages_and_every_network_variant(tmp_path: Path) -> None:
