@@ -23,10 +23,9 @@ for arg in "$@"; do
 done
 
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-site=$(mktemp -d /tmp/gpu-check-site.XXXXXX)
-trap 'rm -rf "$site"' EXIT
-
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
+    site=$(mktemp -d /tmp/gpu-check-site.XXXXXX)
+    trap 'rm -rf "$site"' EXIT
     "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
         --target "$site" "$WHEELS"/*.whl
     export GPU_CHECK_SITE=$site PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}

@@ -35,6 +35,7 @@ channels at 512 px, on top of the activations, and it stays allocated, at its la
 life. Bands move results by Winograd rounding only; their speed cost is not settled (see bench/README.md before
 lowering or raising this)."""
 
+
 class CpuConv2d(nn.Conv2d):
     """An nn.Conv2d (same parameters, same state_dict keys) that takes the faster kernel when it can."""
 
