@@ -1,6 +1,6 @@
 """Serve the CodeFormer web app:
-`python app.py [--host H] [--port P] [--share] [--device D] [--backend B] [--weights-dir DIR] [--max-queue N]
-[--concurrency N]`.
+`python app.py [--host H] [--port P] [--share] [--device D] [--backend B] [--fast-precision P] [--weights-dir DIR]
+[--max-queue N] [--concurrency N]`.
 
 With no arguments this is what a Hugging Face Space runs. `main()` reads the settings, decides what the hardware
 can do (shown in the page), and builds the engine and the page; importing this module loads nothing. Locally each
@@ -10,6 +10,7 @@ are loaded before the app listens, so the first visitor does not wait; on ZeroGP
 """
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from codeformer_core.errors import CodeFormerError, WeightsError
 from codeformer_core.hardware import HardwareProfile
 from codeformer_core.images import DEFAULT_MAX_BYTES
 from codeformer_core.pipeline import ImageRestorer, Pipeline
-from codeformer_core.settings import BACKENDS, Settings
+from codeformer_core.settings import BACKEND_HELP, BACKENDS, FAST_PRECISION_HELP, FAST_PRECISIONS, Settings
 from demo import build_demo
 from demo.notices import LIKELY_REQUESTS
 from demo.zerogpu import zero_gpu_restorer
@@ -39,10 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else the first free from 7860)")
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="what runs the network: torch, cuda-graphs (torch replaying CUDA graphs; CUDA "
-                        "only), onnxruntime (needs requirements-onnx.txt) or auto, the fastest on the device "
-                        "(default $CODEFORMER_BACKEND, else auto)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
+    parser.add_argument("--fast-precision", choices=FAST_PRECISIONS, default=None, help=FAST_PRECISION_HELP)
     parser.add_argument("--weights-dir", type=Path,
                         help="where pretrained files are looked up and downloaded (default $CODEFORMER_WEIGHTS_DIR, "
                              "else ./weights)")
@@ -110,11 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        if args.fast_precision:
+            settings = dataclasses.replace(settings, fast_precision=args.fast_precision)
         if settings.zero_gpu:
             import spaces  # noqa: F401 - ZeroGPU patches torch's CUDA: it must come before anything touches CUDA
         profile = HardwareProfile.detect(resolve_device(args.device), settings)
         pipeline = Pipeline.from_settings(
-            settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend, fast=profile.fast
+            settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend,
+            fast_precision=profile.fast_precision,
         )
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -5,9 +5,12 @@
 A diagnosis, not the check (bench/gpu_check.sh is that): it prints
 - the whole photo's stages with the device synchronised at each stage's edges (the pipeline's own stage clocks
   do not wait for the GPU, so a stage there also pays for the queued work of the one before);
-- the network per face in float32 and fp16 variants, with each one's drift from exact float32 (on CUDA also
-  bf16, and the Triton GroupNorm kernels in both layouts);
-- the CUDA kernels that take the most time in one fp16 batch, the engine's and with the Triton kernels.
+- ParseNet per face at one face per pass and at four, in float32 and fast mode's precision, with the mask drift;
+- the encoder (and transformer) per face in exact float32 variants, each with the code indices it changed: the
+  engine's, a channels_last encoder, cudnn.benchmark, and TF32 convolutions (not exact, for scale);
+- the decoder per face at fast mode's precision and its variants (on CUDA fp16, and the Triton GroupNorm kernels
+  with a channels_last decoder), each with its drift from exact float32;
+- the CUDA kernels that take the most time in one fast-mode pass of four faces.
 """
 
 import argparse
@@ -23,21 +26,20 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from bench.gpu_check.engine import (
     CodeFormer,
-    ControllableFeatureTransform,
     RestoreOptions,
     StageClock,
-    Upsample,
+    computing_at,
     crops_to_tensor,
     faces_from_report,
     filled_network,
     narrow_networks,
     offline_pipeline,
+    precision_module,
     read_image,
     reduced_precision,
     triton_network,
@@ -88,7 +90,7 @@ def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) ->
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = offline_pipeline(write_pipeline_weights(Path(tmp)), device)
         for fast in (True,) if args.dry_run else (True, False):
-            options = RestoreOptions(fidelity=FIDELITY, upscale=2, background="none", fast=fast)
+            options = RestoreOptions(fidelity=FIDELITY, upscale=2, background="none", exact=not fast)
             rows = []
             for index in range(1 if args.dry_run else 4):
                 variant = image_variant(image, index + 1)
@@ -106,13 +108,18 @@ def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) ->
             report[f"photo/{mode}"] = {"first_ms": 1000 * total, "again_ms": 1000 * total_again,
                                        "stages": stages, "stages_again": stages_again}
         parser = pipeline.models.parser()
-        crops = inputs.aligned_faces()[:1] if args.dry_run else inputs.aligned_faces() * 2
+        crops = inputs.aligned_faces()[:1] if args.dry_run else (inputs.aligned_faces() * 2)[:4]
         repeats = 1 if args.dry_run else 5
-        labels_ms = median_ms(partial(parser.face_labels, crops), device, repeats)
-        masks_ms = median_ms(partial(parser.paste_masks, crops), device, repeats)
-        print(f"parser: {len(crops)} faces: labels (ParseNet, argmax, to host) {labels_ms:.1f} ms; labels and soft "
-              f"masks {masks_ms:.1f} ms; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
-        report["parser"] = {"faces": len(crops), "labels_ms": labels_ms, "paste_masks_ms": masks_ms}
+        fast = reduced_precision(device)
+        exact_masks = parser.paste_masks(crops)
+        for batch in dict.fromkeys((1, len(crops))):
+            parser.max_batch = batch
+            for precision in dict.fromkeys(("float32", fast)):
+                masks_ms = median_ms(partial(parser.paste_masks, crops, precision), device, repeats) / len(crops)
+                drift = float(np.abs(parser.paste_masks(crops, precision) - exact_masks).max())
+                print(f"parser: {batch} face(s) per pass, {precision}: {masks_ms:.2f} ms per face (labels and soft "
+                      f"masks); mask max difference from float32 {drift:.3f}")
+                report[f"parser/b{batch}/{precision}"] = {"per_face_ms": masks_ms, "mask_drift": drift}
 
 
 def network_variants(args: argparse.Namespace, device: torch.device, report: dict) -> None:
@@ -123,80 +130,86 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
     batches = (2,) if args.dry_run else (1, 4, 16)
     repeats = 1 if args.dry_run else 8
     fast = reduced_precision(device)  # float32 on a CPU without native bf16: the dry run then only runs the code
-    variants = {
-        "float32 (engine: TF32 off)": (engine, "float32"),
-        f"{fast} (engine: NCHW, norms at {fast}, weights cast once)": (engine, fast),
-        f"{fast}, weights cast by autocast every pass": (base, fast),
-        f"{fast}, the engine of 2026-11-27": (engine_of_2026_11_27(copy.deepcopy(base)), fast),
-        f"{fast}, norms in float32 (autocast's rule)": (float32_norms(copy.deepcopy(base)), fast),
-        f"{fast}, channels_last decoder": (copy.deepcopy(base).use_channels_last(), fast),
-    }
-    profiled = {f"engine, {fast}": engine}
-    if device.type == "cuda":
-        variants["bf16 (engine's code, bf16)"] = (engine, "bf16")
-        if triton_norms_problem() is None:
-            triton_nchw = triton_network(engine, channels_last=False)
-            triton_channels_last = triton_network(engine, channels_last=True)
-            variants[f"{fast}, Triton GroupNorm kernels (NCHW)"] = (triton_nchw, fast)
-            variants[f"{fast}, Triton GroupNorm kernels, channels_last decoder"] = (triton_channels_last, fast)
-            profiled[f"Triton GroupNorm kernels, channels_last decoder, {fast}"] = triton_channels_last
     x_all = crops_to_tensor([faces[i % len(faces)] for i in range(max(batches))], device)
     exact = base.encode(x_all[:4])
     exact_out = base.decode(exact, FIDELITY)
-    for name, (net, precision) in variants.items():
-        encoded = net.encode(x_all[:4], precision=precision)
-        out = net.decode(encoded, FIDELITY, precision=precision)
-        codes = float((encoded.idx != exact.idx).float().mean())
+    channels_last = copy.deepcopy(engine)
+    channels_last.encoder.to(memory_format=torch.channels_last)
+    encoders = {
+        "float32 (engine: NCHW, TF32 off)": (engine, False, contextlib.nullcontext),
+        "float32, channels_last encoder": (channels_last, True, contextlib.nullcontext),
+        "float32, cudnn.benchmark": (engine, False, partial(_flag, torch.backends.cudnn, "benchmark", True)),
+    }
+    if device.type == "cuda":
+        encoders["TF32 convolutions (not exact)"] = (engine, False, _tf32_convolutions)
+    for name, (net, last, setting) in encoders.items():
+        with setting():
+            idx = _codes(net, x_all[:4], last)
+            times = {batch: median_ms(partial(_codes, net, x_all[:batch], last), device, repeats) / batch
+                     for batch in batches}
+        codes = float((idx != exact.idx).float().mean())
+        print(f"encoder {name:48s} per face " + ", ".join(f"b{b} {t:6.2f} ms" for b, t in times.items())
+              + f"; codes changed {codes:.2%}")
+        report[f"encoder/{name}"] = {"per_face_ms": times, "codes": codes}
+    decoders = {f"{fast} (engine: NCHW, norms at {fast}, weights cast once)": (engine, fast),
+                "float32 (exact)": (engine, "float32")}
+    profiled = {f"engine, {fast}": engine}
+    if device.type == "cuda":
+        decoders["fp16 (engine's code)"] = (engine, "fp16")
+        decoders[f"{fast}, channels_last decoder"] = (copy.deepcopy(engine).use_channels_last(), fast)
+        if triton_norms_problem() is None:
+            triton_channels_last = triton_network(engine, channels_last=True)
+            decoders[f"{fast}, Triton GroupNorm kernels, channels_last decoder"] = (triton_channels_last, fast)
+            profiled[f"Triton GroupNorm kernels, channels_last decoder, {fast}"] = triton_channels_last
+    for name, (net, precision) in decoders.items():
+        encoded = {batch: net.encode(x_all[:batch]) for batch in batches}
+        out = net.decode(net.encode(x_all[:4]), FIDELITY, precision=precision)
         drift = float((out - exact_out).abs().max() / exact_out.abs().max())
         mean_px = float(((out - exact_out).abs() * 127.5).mean())
-        times = {batch: median_ms(partial(_forward, net, x_all[:batch], precision), device, repeats) / batch
-                 for batch in batches}
-        decode_ms = median_ms(partial(net.decode, encoded, FIDELITY, precision=precision), device, repeats) / 4
-        print(f"{name:58s} per face " + ", ".join(f"b{b} {t:6.2f} ms" for b, t in times.items())
-              + f"; decode only b4 {decode_ms:.2f} ms; codes changed {codes:.2%}, out drift {drift:.1e} x max, "
-                f"mean {mean_px:.2f} px")
-        report[f"net/{name}"] = {"per_face_ms": times, "decode_b4_ms": decode_ms, "codes": codes, "drift": drift}
+        times = {batch: median_ms(partial(net.decode, encoded[batch], FIDELITY, precision=precision), device,
+                                  repeats) / batch for batch in batches}
+        print(f"decoder {name:58s} per face " + ", ".join(f"b{b} {t:6.2f} ms" for b, t in times.items())
+              + f"; out drift {drift:.1e} x max, mean {mean_px:.2f} px")
+        report[f"decoder/{name}"] = {"per_face_ms": times, "drift": drift, "mean_px": mean_px}
     if device.type == "cuda":
         for name, net in profiled.items():
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-                net.decode(net.encode(x_all[:4], precision=fast), FIDELITY, precision=fast)
+                net.decode(net.encode(x_all[:4]), FIDELITY, precision=fast)
                 synchronize(device)
             print(f"--- top kernels, {name}, batch 4")
             print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=90))
 
 
-def _forward(net: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
-    return net.decode(net.encode(x, precision=precision), FIDELITY, precision=precision)
+def _codes(net: CodeFormer, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The code indices of faces `x`: the encoder and transformer in float32, as the engine runs them, on
+    channels_last input when `channels_last`."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), computing_at("float32", x.device):
+        lq_feat, _ = net.encoder(x, net.config.cft_resolutions)
+        return net.predict_logits(lq_feat).argmax(dim=2)
 
 
-def engine_of_2026_11_27(net: CodeFormer) -> CodeFormer:
-    """The network as the engine ran it in the H100 run of 2026-11-27: weights cast by autocast on every pass (the
-    caller passes one without kept casts), upsampling in autocast's float32, and the CFT blocks' input promoted to
-    float32 by cat."""
-    for module in net.modules():
-        if isinstance(module, Upsample):
-            module.forward = partial(_upsample_in_float32, module)
-        elif isinstance(module, ControllableFeatureTransform):
-            module.forward = partial(_fuse_in_float32, module)
-    return net
+@contextlib.contextmanager
+def _flag(owner: object, name: str, value: bool) -> Iterator[None]:
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
 
 
-def _upsample_in_float32(module: Upsample, x: torch.Tensor) -> torch.Tensor:
-    return module.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-def _fuse_in_float32(module: ControllableFeatureTransform, enc_feat: torch.Tensor, dec_feat: torch.Tensor,
-                     w: float) -> torch.Tensor:
-    fused = module.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
-    return dec_feat + w * (dec_feat * module.scale(fused) + module.shift(fused))
-
-
-def float32_norms(net: nn.Module) -> nn.Module:
-    """The network with plain GroupNorms: under autocast they run in float32, in and out."""
-    for module in net.modules():
-        if isinstance(module, nn.GroupNorm):
-            module.forward = nn.GroupNorm.forward.__get__(module)
-    return net
+@contextlib.contextmanager
+def _tf32_convolutions() -> Iterator[None]:
+    """cuDNN's TF32 convolutions even inside the engine's float32 (which turns them off)."""
+    with _flag(torch.backends.cudnn, "allow_tf32", True):
+        original = precision_module.exact_cuda_convolutions
+        precision_module.exact_cuda_convolutions = contextlib.nullcontext
+        try:
+            yield
+        finally:
+            precision_module.exact_cuda_convolutions = original
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from .options import (
     parse_face_indices,
 )
 from .pipeline import Pipeline
-from .settings import BACKENDS, Settings
+from .settings import BACKEND_HELP, BACKENDS, FAST_PRECISION_HELP, FAST_PRECISIONS, Settings
 from .video import restore_video
 from .weights.download_cli import add_download_arguments, run_download
 
@@ -69,15 +69,13 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--only-center-face", action="store_true")
     parser.add_argument("--draw-box", action="store_true", help="draw the detected face boxes")
     parser.add_argument("--no-parse", action="store_true", help="paste faces back with a plain mask, not a parse mask")
-    parser.add_argument("--fast", action="store_true",
-                        help="reduced precision where the hardware has it "
-                        "(fp16 on CUDA, bf16 on CPUs with native bf16)")
+    parser.add_argument("--exact", action="store_true",
+                        help="float32 through the whole network, bit-faithful to the official code (slower); by "
+                        "default the decoder and face parser run in bf16 where the device has it natively")
+    parser.add_argument("--fast-precision", choices=FAST_PRECISIONS, default=None, help=FAST_PRECISION_HELP)
     parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="what runs the network: torch, cuda-graphs (torch replaying CUDA graphs; CUDA "
-                        "only), onnxruntime (needs requirements-onnx.txt) or auto, the fastest on the device "
-                        "(default: $CODEFORMER_BACKEND, else auto)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
     parser.add_argument("--faces", metavar="0,1,3",
                         help="restore only these faces (numbered as the --json report lists them, from 0); the"
@@ -103,7 +101,7 @@ def options_from(args: argparse.Namespace) -> RestoreOptions:
         only_center_face=args.only_center_face,
         draw_boxes=args.draw_box,
         parse_paste=not args.no_parse,
-        fast=args.fast,
+        exact=args.exact,
         only_faces=None if args.faces is None else parse_face_indices(args.faces, "--faces"),
         face_fidelities=own_fidelities,
     )
@@ -115,6 +113,8 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     _check_destinations(args.output, args.json)
     if args.backend:  # in the settings, so that the Ray actors' pipelines get it too
         settings = dataclasses.replace(settings, backend=args.backend)
+    if args.fast_precision:
+        settings = dataclasses.replace(settings, fast_precision=args.fast_precision)
     if args.ray is not None:
         from .cluster.job import run_on_cluster  # Ray is an optional extra, imported only when asked for
 

@@ -1,5 +1,5 @@
-"""What the machine the app runs on can do, decided once at start-up: precision, how many requests run at once, and
-the one line the page shows about it.
+"""What the machine the app runs on can do, decided once at start-up: fast mode's precision, how many requests run at
+once, and the one line the page shows about it.
 
 The GPU figures come from the GPU check on an H100 (bench/results-cuda.md), the CPU figure from
 bench/results-cpu.md; bench/README.md ("Measurements behind the engine's constants") has the numbers.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .network.precision import Precision, fast_mode_precision
 from .settings import Settings
 
 CPU_CORE_SECONDS_PER_FACE = 20.0
@@ -28,33 +29,42 @@ ZERO_GPU_CONCURRENCY = 2
 
 @dataclass(frozen=True)
 class HardwareProfile:
-    """label: the device as a person reads it. fast: every request runs in reduced precision (fp16 on a GPU).
+    """label: the device as a person reads it. fast_precision: what requests not asked to be exact decode in.
     concurrency: requests the queue runs at once. seconds_per_face: what a visitor should expect."""
 
     label: str
-    fast: bool
+    fast_precision: Precision
     concurrency: int
     seconds_per_face: float
 
     @classmethod
     def detect(cls, device: torch.device, settings: Settings) -> "HardwareProfile":
         if settings.zero_gpu:
-            return cls("ZeroGPU (a shared GPU attached for each request)", True, ZERO_GPU_CONCURRENCY,
+            # ZeroGPU's GPUs (H200, Blackwell) all compute bf16; CUDA cannot be asked outside a GPU call.
+            precision = "bf16" if settings.fast_precision == "auto" else settings.fast_precision
+            return cls("ZeroGPU (a shared GPU attached for each request)", precision, ZERO_GPU_CONCURRENCY,
                        GPU_SECONDS_PER_FACE)
+        precision = fast_mode_precision(settings.fast_precision, device)
         if device.type == "cuda":
             properties = torch.cuda.get_device_properties(device)
             memory_gib = properties.total_memory / 2**30
             concurrency = max(1, min(MAX_GPU_CONCURRENCY, int(memory_gib // GPU_GIB_PER_REQUEST)))
-            return cls(f"{properties.name} ({memory_gib:.0f} GB)", True, concurrency, GPU_SECONDS_PER_FACE)
+            return cls(f"{properties.name} ({memory_gib:.0f} GB)", precision, concurrency, GPU_SECONDS_PER_FACE)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # One CPU request already uses every core: a second would only slow both down.
-        return cls(f"CPU ({cores} cores)", False, 1, CPU_CORE_SECONDS_PER_FACE / cores)
+        return cls(f"CPU ({cores} cores)", precision, 1, CPU_CORE_SECONDS_PER_FACE / cores)
 
     def summary(self) -> str:
         """One line for the page: device, precision, expected time per face."""
-        precision = "fp16" if self.fast else "float32"
         if self.seconds_per_face < 1:
             expected = "well under a second per face"
         else:
             expected = f"about {self.seconds_per_face:.0f} s per face"
-        return f"Running on {self.label}, {precision}: {expected}."
+        return f"Running on {self.label}, {precision_summary(self.fast_precision)}: {expected}."
+
+
+def precision_summary(fast_precision: Precision) -> str:
+    """What a run not asked to be exact computes in, in a few words."""
+    if fast_precision == "float32":
+        return "exact float32"
+    return f"fast mode (codes in float32, decoder in {fast_precision})"

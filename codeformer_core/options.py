@@ -76,8 +76,10 @@ class RestoreOptions:
       Only the restore task reads it: colorize always runs at w=0 and inpaint at w=1, as the paper's models do.
     upscale: final size factor of the whole image, 1-4 (ignored for aligned faces).
     aligned: the input is already a 512x512 face aligned to the FFHQ template; skip detection and paste-back.
-    fast: reduced precision where the hardware has it (fp16 on CUDA, bf16 on CPUs with native bf16, float32
-      elsewhere); close to, but not bit-equal with, float32.
+    exact: float32 through the whole network, bit-faithful to the official code (what the golden tests and the
+      equivalence harness compare). Otherwise fast mode: the encoder and the transformer still run float32, so a
+      face gets exactly float32's code indices, and only the decoder and the face parser run at the deployment's
+      reduced precision (bf16 where the device computes it natively; float32, the same as exact, elsewhere).
 
     Face by face, each face named by its index in the report's face list (stable for one image and detector):
     only_faces: restore only these faces; the others keep their original pixels. None: every face.
@@ -97,7 +99,7 @@ class RestoreOptions:
     only_center_face: bool = False
     draw_boxes: bool = False
     parse_paste: bool = True
-    fast: bool = False
+    exact: bool = False
     only_faces: tuple[int, ...] | None = None
     skip_faces: tuple[int, ...] = ()
     face_fidelities: FaceFidelities = ()

@@ -16,8 +16,16 @@ from .options import check_choice
 
 CpuKernels = Literal["fast", "plain"]
 CPU_KERNELS: tuple[CpuKernels, ...] = ("fast", "plain")
-Backend = Literal["auto", "torch", "cuda-graphs", "onnxruntime"]
-BACKENDS: tuple[Backend, ...] = ("auto", "torch", "cuda-graphs", "onnxruntime")
+Backend = Literal["auto", "torch", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
+FastPrecision = Literal["auto", "bf16", "fp16", "float32"]
+FAST_PRECISIONS: tuple[FastPrecision, ...] = ("auto", "bf16", "fp16", "float32")
+
+BACKEND_HELP = ("what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, which is torch on "
+                "every device (default $CODEFORMER_BACKEND, else auto)")
+FAST_PRECISION_HELP = ("what runs not asked to be exact decode in: auto (bf16 where the device computes it natively, "
+                       "else float32), bf16, fp16 or float32; codes are always float32's "
+                       "(default $CODEFORMER_FAST_PRECISION, else auto)")
 
 DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
 """The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
@@ -77,9 +85,11 @@ class Settings:
     weights_dir: where pretrained files are looked up and placed (CODEFORMER_WEIGHTS_DIR).
     cpu_kernels: "fast" runs CPU convolutions through NNPACK's Winograd kernels, "plain" through torch's own,
       which need less memory (CODEFORMER_CPU_KERNELS).
-    backend: what runs the CodeFormer network: "torch", "cuda-graphs" (torch's passes recorded once and replayed
-      as CUDA graphs; CUDA only), "onnxruntime" (its exported graphs; needs requirements-onnx.txt), or "auto", the
-      fastest on the device as measured (CODEFORMER_BACKEND).
+    backend: what runs the CodeFormer network: "torch", "onnxruntime" (its exported graphs; needs
+      requirements-onnx.txt), or "auto", which is torch on every device (CODEFORMER_BACKEND).
+    fast_precision: what fast mode (every run not asked to be exact) decodes in: "auto", bf16 where the device
+      computes it natively and float32 elsewhere; or "bf16", "fp16" (faster on some GPUs without bf16, but its range
+      can overflow: such a pass runs again) or "float32" (every run exact) (CODEFORMER_FAST_PRECISION).
     max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
       0 or "none" lifts it). The command line takes any length.
     on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface and loads its
@@ -92,6 +102,7 @@ class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     cpu_kernels: CpuKernels = "fast"
     backend: Backend = "auto"
+    fast_precision: FastPrecision = "auto"
     max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
     on_space: bool = False
     zero_gpu: bool = False
@@ -102,11 +113,14 @@ class Settings:
         check_choice("CODEFORMER_CPU_KERNELS", kernels, CPU_KERNELS)
         backend = environ.get("CODEFORMER_BACKEND", "auto").strip().lower() or "auto"
         check_choice("CODEFORMER_BACKEND", backend, BACKENDS)
+        fast_precision = environ.get("CODEFORMER_FAST_PRECISION", "auto").strip().lower() or "auto"
+        check_choice("CODEFORMER_FAST_PRECISION", fast_precision, FAST_PRECISIONS)
         return cls(
             weights_dir=Path(environ.get("CODEFORMER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR).expanduser(),
             hub=HubSettings.from_env(environ),
             cpu_kernels=kernels,  # type: ignore[arg-type] - checked against CPU_KERNELS just above
             backend=backend,  # type: ignore[arg-type] - checked against BACKENDS just above
+            fast_precision=fast_precision,  # type: ignore[arg-type] - checked against FAST_PRECISIONS just above
             max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
             on_space=bool(environ.get("SPACE_ID")),
             zero_gpu=_is_true(environ.get("SPACES_ZERO_GPU", "")),

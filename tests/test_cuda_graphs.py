@@ -1,4 +1,4 @@
-"""The cuda-graphs backend (network/cuda_graphs.py): passes recorded once and replayed.
+"""The CUDA-graphs candidate (bench/gpu_check/candidates/cuda_graphs.py): passes recorded once and replayed.
 
 CUDA graphs need a GPU (bench/gpu_check measures them there); here a recorder that replays the way a graph does
 stands in for one: its outputs are tensors of the recording's own, rewritten by each replay from the recording's
@@ -15,14 +15,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from codeformer_core.errors import InvalidOptionError
+from bench.gpu_check.candidates.cuda_graphs import CudaGraphPasses, replay_passes, use_cuda_graphs, use_eager_passes
 from codeformer_core.network import codeformer as network_definition
-from codeformer_core.network.backends import resolve_backend
 from codeformer_core.network.codeformer import CodeFormer, build_network
-from codeformer_core.network.cuda_graphs import CudaGraphPasses, use_cuda_graphs
 from codeformer_core.network.encoded import EncodedFaces
-from codeformer_core.pipeline import Pipeline
-from codeformer_core.settings import Settings
 from codeformer_core.testing.golden import golden_tensor
 
 NARROW_WIDTH = 32  # channels of the first VQGAN level (published: 64): the same code, a quarter of the work
@@ -75,7 +71,7 @@ def eager_net() -> Iterator[CodeFormer]:
 
 def _replaying(net: CodeFormer, recorder: ReplayingRecorder) -> CodeFormer:
     replaying = copy.deepcopy(net)
-    replaying.passes = CudaGraphPasses(recorder)
+    replaying.passes = replay_passes(replaying, CudaGraphPasses(recorder))
     return replaying
 
 
@@ -184,17 +180,15 @@ def test_a_replay_out_of_range_runs_again_at_the_fallback(
     assert recorder.records == net.passes.recorded == 3  # the encoder, the decoder in bf16 and in float32
 
 
-def test_the_backend_is_refused_off_cuda_and_on_zerogpu_in_one_line(eager_net: CodeFormer) -> None:
-    with pytest.raises(InvalidOptionError, match=r"^The cuda-graphs backend runs on CUDA only; this run's device is "
-                                                 r"cpu: use --backend torch or auto\.$"):
-        resolve_backend("cuda-graphs", torch.device("cpu"))
-    settings = Settings.from_env({"CODEFORMER_BACKEND": "cuda-graphs", "SPACES_ZERO_GPU": "true"})
-    assert settings.backend == "cuda-graphs"
-    with pytest.raises(InvalidOptionError, match="^The cuda-graphs backend cannot run on ZeroGPU"):
-        Pipeline.from_settings(settings, device="cpu")
+def test_off_cuda_the_candidate_is_refused_and_a_network_goes_back_to_eager_passes(eager_net: CodeFormer) -> None:
     with pytest.raises(ValueError, match="need the network on a CUDA device; it is on cpu"):
         use_cuda_graphs(eager_net)
-    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    recorder = ReplayingRecorder()
+    net = _replaying(eager_net, recorder)
+    faces = _faces(1, seed=5)
+    use_eager_passes(net)
+    _assert_same_encoded(net.encode(faces), eager_net.encode(faces))
+    assert recorder.records == 0
 
 
 class _Operations(TorchDispatchMode):

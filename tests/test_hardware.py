@@ -8,6 +8,7 @@ import torch
 import app
 from codeformer_core.hardware import HardwareProfile
 from codeformer_core.images import read_image
+from codeformer_core.network import CodeFormer, precision
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings, Settings
@@ -17,57 +18,72 @@ from demo import build_demo
 from .conftest import SAMPLES
 
 
-def test_a_cpu_runs_one_request_at_a_time_in_float32(monkeypatch):
+def test_a_cpu_without_native_bf16_runs_one_request_at_a_time_in_exact_float32(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
 
     profile = HardwareProfile.detect(torch.device("cpu"), Settings())
 
-    assert (profile.label, profile.fast, profile.concurrency) == ("CPU (2 cores)", False, 1)
-    assert profile.summary() == "Running on CPU (2 cores), float32: about 10 s per face."
+    assert (profile.label, profile.fast_precision, profile.concurrency) == ("CPU (2 cores)", "float32", 1)
+    assert profile.summary() == "Running on CPU (2 cores), exact float32: about 10 s per face."
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert HardwareProfile.detect(torch.device("cpu"), Settings()).fast_precision == "bf16"
 
 
-def test_a_gpu_runs_fp16_and_as_many_requests_as_its_memory_holds(monkeypatch):
+def test_a_gpu_decodes_in_bf16_where_native_and_runs_as_many_requests_as_its_memory_holds(monkeypatch):
     card = SimpleNamespace(name="NVIDIA A10G", total_memory=24 * 2**30)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: card)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
 
     profile = HardwareProfile.detect(torch.device("cuda"), Settings())
 
-    assert (profile.label, profile.fast, profile.concurrency) == ("NVIDIA A10G (24 GB)", True, 4)
-    assert profile.summary() == "Running on NVIDIA A10G (24 GB), fp16: well under a second per face."
+    assert (profile.label, profile.fast_precision, profile.concurrency) == ("NVIDIA A10G (24 GB)", "bf16", 4)
+    assert profile.summary() == ("Running on NVIDIA A10G (24 GB), fast mode (codes in float32, decoder in bf16): "
+                                 "well under a second per face.")
     small = SimpleNamespace(name="Tesla T4", total_memory=15 * 2**30)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: small)
-    assert HardwareProfile.detect(torch.device("cuda"), Settings()).concurrency == 3
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    t4 = HardwareProfile.detect(torch.device("cuda"), Settings())
+    assert (t4.concurrency, t4.fast_precision) == (3, "float32")  # no native bf16: exact float32
+    assert HardwareProfile.detect(torch.device("cuda"), Settings(fast_precision="fp16")).fast_precision == "fp16"
 
 
 def test_zerogpu_is_named_without_touching_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: 1 / 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: 1 / 0)
 
     profile = HardwareProfile.detect(torch.device("cuda"), Settings(zero_gpu=True))
 
-    assert profile.fast and profile.concurrency == 2 and "ZeroGPU" in profile.summary()
+    assert profile.fast_precision == "bf16" and profile.concurrency == 2 and "ZeroGPU" in profile.summary()
 
 
-def test_a_fast_pipeline_runs_every_request_in_reduced_precision(stand_in_weights, monkeypatch):
+def test_fast_mode_decodes_at_the_pipelines_precision_and_exact_runs_float32(stand_in_weights, monkeypatch):
     weights = WeightStore(stand_in_weights("codeformer.pth"), hub=HubSettings(offline=True))
-    # On this CPU reduced precision may be float32 or bf16: force a visible choice and record what runs.
     seen = []
-    record = lambda device, fast: seen.append(fast) or "float32"  # noqa: E731
-    monkeypatch.setattr("codeformer_core.network.batches.precision_for", record)
+    original = CodeFormer.decode
+
+    def decode(net, encoded, w, precision="float32"):
+        seen.append(precision)
+        return original(net, encoded, w, "float32")  # bf16 may be emulated here: only what was asked matters
+
+    monkeypatch.setattr(CodeFormer, "decode", decode)
     face = read_image(SAMPLES / "aligned" / "0240.png")
+    pipeline = Pipeline(weights, "cpu", fast_precision="bf16")
 
-    Pipeline(weights, "cpu", fast=True).run(face, RestoreOptions(aligned=True))
+    pipeline.run(face, RestoreOptions(aligned=True))
+    pipeline.run(face, RestoreOptions(aligned=True, exact=True))
 
-    assert seen and all(seen)
+    assert seen == ["bf16", "float32"]
 
 
 def test_the_page_says_what_it_runs_on(tmp_path):
     pipeline = Pipeline(WeightStore(tmp_path / "weights", hub=HubSettings(offline=True)), device="cpu")
-    profile = HardwareProfile("CPU (2 cores)", False, 1, 10.0)
+    profile = HardwareProfile("CPU (2 cores)", "float32", 1, 10.0)
 
     page = build_demo(pipeline, Settings(), profile)
 
     lines = [block.value for block in page.blocks.values() if isinstance(block, gr.Markdown)]
-    assert "Running on CPU (2 cores), float32: about 10 s per face." in lines
+    assert "Running on CPU (2 cores), exact float32: about 10 s per face." in lines
 
 
 def test_the_app_takes_its_queue_concurrency_from_the_hardware(monkeypatch):

@@ -34,7 +34,12 @@ from codeformer_core.network.codeformer import (
     network_skeleton,
 )
 from codeformer_core.network.loading import checkpoint_task, load_network
-from codeformer_core.network.precision import computing_at, exact_cuda_convolutions, overflow_fallback
+from codeformer_core.network.precision import (
+    computing_at,
+    exact_cuda_convolutions,
+    fast_mode_precision,
+    overflow_fallback,
+)
 from codeformer_core.network.transformer import TransformerSALayer
 from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, Upsample, VectorQuantizer
 from codeformer_core.pipeline.models import Models
@@ -225,13 +230,17 @@ def test_invalid_precision_is_refused() -> None:
         computing_at("half", torch.device("cpu"))
 
 
-@pytest.mark.parametrize(("native_bf16", "cpu_choice"), [(True, "bf16"), (False, "float32")])
-def test_reduced_precision_is_fp16_on_cuda_and_bf16_only_on_cpus_built_for_it(
-    monkeypatch: pytest.MonkeyPatch, native_bf16: bool, cpu_choice: str
+@pytest.mark.parametrize(("native", "choice"), [(True, "bf16"), (False, "float32")])
+def test_reduced_precision_is_bf16_only_where_the_device_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool, choice: str
 ) -> None:
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
-    assert reduced_precision("cpu") == cpu_choice
-    assert reduced_precision(torch.device("cuda", 0)) == "fp16"
+    # A GPU before Ampere (a T4) emulates bf16 as a CPU without AVX512-BF16 or AMX does: both run exact float32.
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native)
+    assert reduced_precision("cpu") == choice
+    assert reduced_precision(torch.device("cuda", 0)) == choice
+    assert fast_mode_precision("auto", "cpu") == choice
+    assert fast_mode_precision("fp16", "cpu") == "fp16"  # asked for explicitly, whatever the device
 
 
 @pytest.mark.parametrize(("precision_in", "native_bf16", "expected"),

@@ -313,7 +313,7 @@ def test_out_of_device_memory_is_retried_with_half_the_batch_down_to_one_then_re
     monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 16)  # a large GPU
     batches_tried = []
 
-    def encode(net, crops, *, adain, fast, batch):
+    def encode(net, crops, *, adain, batch):
         batches_tried.append(batch)
         if batch > 1:
             raise torch.OutOfMemoryError("CUDA out of memory")
@@ -334,3 +334,30 @@ def test_out_of_device_memory_is_retried_with_half_the_batch_down_to_one_then_re
     monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", always_out_of_memory)
     with pytest.raises(DeviceError, match="ran out of memory"):
         pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
+
+
+def test_the_face_parser_is_retried_with_fewer_faces_per_pass_after_running_out_of_memory(
+    stand_in_weights, one_face_photo, monkeypatch
+):
+    weights = stand_in_weights("codeformer.pth", "parsing_parsenet.pth")
+    pipeline = Pipeline(WeightStore(weights), device="cpu", max_faces=3)
+    monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
+    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 4)  # a GPU
+    face = np.full((512, 512, 3), 128, np.uint8)
+    monkeypatch.setattr(pipeline, "_encode", lambda state, prepared, indices: None)  # the network is not the point
+    monkeypatch.setattr(pipeline, "_finished_faces", lambda state, prepared, wanted: [face] * len(wanted))
+    parser = pipeline.models.parser()
+    passes = []
+    original = parser.network.forward
+
+    def forward(pixels):
+        passes.append(len(pixels))
+        if len(pixels) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(pixels)
+
+    monkeypatch.setattr(parser.network, "forward", forward)
+
+    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1))
+
+    assert passes == [3, 2, 1, 1, 1] and result.report.faces_restored == 3

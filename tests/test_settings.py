@@ -51,7 +51,7 @@ def test_the_video_limit_can_be_lifted(text, seconds):
     [
         ("CODEFORMER_CPU_KERNELS", "turbo", "CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"),
         ("CODEFORMER_BACKEND", "tf",
-         "CODEFORMER_BACKEND must be one of auto, torch, cuda-graphs, onnxruntime; got 'tf'"),
+         "CODEFORMER_BACKEND must be one of auto, torch, onnxruntime; got 'tf'"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "ten", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "-3", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "nan", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),

@@ -1,4 +1,4 @@
-"""The Triton GroupNorm kernels (network/triton_group_norm.py), run by Triton's interpreter on the CPU.
+"""The Triton GroupNorm kernels (bench/gpu_check/candidates/), run by Triton's interpreter on the CPU.
 
 They are written for CUDA (bench/gpu_profile.py times them there); the interpreter runs the same kernel code with
 NumPy, so the arithmetic, the masks at the edges of rows and tiles, and the merge of split statistics are checked
@@ -64,7 +64,7 @@ def test_every_kernel_compiles_for_the_gpus_spaces_and_the_check_run_on(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from codeformer_core.network import triton_group_norm as kernels
+    from bench.gpu_check.candidates import triton_group_norm as kernels
 
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))  # compiled here, not found in a cache
     compiled = []

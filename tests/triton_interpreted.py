@@ -16,8 +16,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from triton.runtime import interpreter  # noqa: E402
 
-from codeformer_core.network import triton_group_norm  # noqa: E402
-from codeformer_core.network.triton_group_norm import group_norm, use_triton_group_norms  # noqa: E402
+from bench.gpu_check.candidates import triton_group_norm  # noqa: E402
+from bench.gpu_check.candidates.triton_group_norm import group_norm, use_triton_group_norms  # noqa: E402
 from codeformer_core.network.vqgan import GROUPS, NORM_EPS, ResBlock  # noqa: E402
 
 _patch_lang_tensor = interpreter._patch_lang_tensor

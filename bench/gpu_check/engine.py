@@ -22,21 +22,17 @@ from codeformer_core.errors import DeviceError
 from codeformer_core.faces.detection import DetectedFace, faces_from_report
 from codeformer_core.images import LoadedImage, read_image
 from codeformer_core.network import CodeFormer, build_network, composite_inpainting, reduced_precision
-from codeformer_core.network import batches as network_batches
 from codeformer_core.network import codeformer as network_definition
+from codeformer_core.network import precision as precision_module
 from codeformer_core.network.batches import (
     crops_to_tensor,
     decode_faces,
     encode_faces,
-    precision_for,
     tensor_to_crops,
 )
-from codeformer_core.network.codeformer import EAGER_PASSES, ControllableFeatureTransform
-from codeformer_core.network.cuda_graphs import use_cuda_graphs
 from codeformer_core.network.parsenet import ParseNet
-from codeformer_core.network.precision import DecoderOverflows, native_bf16
+from codeformer_core.network.precision import DecoderOverflows, computing_at, fast_mode_precision, native_bf16
 from codeformer_core.network.reduced_weights import use_cast_once_weights
-from codeformer_core.network.vqgan import Upsample
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.pipeline.clock import StageClock
@@ -46,15 +42,17 @@ from codeformer_core.testing.shared_data import SHARED_DIR_VARIABLE
 from codeformer_core.weights.registry import CODEFORMER_FILES, PARSER_FILE, REGISTRY
 from codeformer_core.weights.store import WeightStore
 
+from .candidates.cuda_graphs import CudaGraphPasses, use_cuda_graphs, use_eager_passes
 from .timing import counted
 
 __all__ = [
-    "CodeFormer", "ControllableFeatureTransform", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents",
-    "Pipeline", "RestoreOptions", "StageClock", "Upsample", "composite_inpainting", "crops_to_tensor",
-    "cuda_graph_passes", "decode_faces", "encode_faces", "faces_from_report", "fast_precision", "filled_network",
-    "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_events", "precision_for",
-    "published_state_dict", "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops",
-    "triton_network", "triton_norms_problem", "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
+    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents",
+    "Pipeline", "RestoreOptions", "StageClock", "composite_inpainting", "computing_at", "crops_to_tensor",
+    "cuda_graph_passes", "decode_faces", "encode_faces", "faces_from_report", "fast_mode_precision", "fast_precision",
+    "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_events",
+    "precision_module", "published_state_dict", "read_image", "reduced_precision", "reference_arrays",
+    "tensor_to_crops", "triton_network", "triton_norms_problem", "use_cast_once_weights", "use_golden_dir",
+    "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -177,13 +175,13 @@ def overflow_events() -> Iterator[OverflowEvents]:
 
 
 @contextlib.contextmanager
-def cuda_graph_passes(net: CodeFormer) -> Iterator[None]:
-    """`net` runs as the cuda-graphs backend runs it while the block runs (recorded anew), eagerly afterwards."""
-    use_cuda_graphs(net)
+def cuda_graph_passes(net: CodeFormer) -> Iterator[CudaGraphPasses]:
+    """`net` replays its passes from CUDA graphs while the block runs (recorded anew), eagerly afterwards."""
+    passes = use_cuda_graphs(net)
     try:
-        yield
+        yield passes
     finally:
-        net.passes = EAGER_PASSES
+        use_eager_passes(net)
 
 
 def triton_norms_problem() -> str | None:
@@ -198,7 +196,7 @@ def triton_norms_problem() -> str | None:
 def triton_network(net: CodeFormer, channels_last: bool) -> CodeFormer:
     """A copy of `net` whose GroupNorms run the Triton kernels on reduced-precision features, its decoder
     channels_last (the layout cuDNN's fp16 convolutions work in, which torch's GroupNorm is slow on) or not."""
-    from codeformer_core.network.triton_group_norm import use_triton_group_norms
+    from .candidates.triton_group_norm import use_triton_group_norms
 
     copied = copy.deepcopy(net)
     use_triton_group_norms(copied)
@@ -206,12 +204,11 @@ def triton_network(net: CodeFormer, channels_last: bool) -> CodeFormer:
 
 
 @contextlib.contextmanager
-def fast_precision(precision: str) -> Iterator[None]:
-    """The engine's fast mode runs at `precision` while the block runs, wherever it asks for its reduced precision
-    (`batches.precision_for` looks `reduced_precision` up at call time)."""
-    original = network_batches.reduced_precision
-    network_batches.reduced_precision = lambda device: precision
+def fast_precision(pipeline: Pipeline, precision: str) -> Iterator[None]:
+    """`pipeline`'s fast mode decodes (and parses) at `precision` while the block runs."""
+    original = pipeline.fast_precision
+    pipeline.fast_precision = precision
     try:
         yield
     finally:
-        network_batches.reduced_precision = original
+        pipeline.fast_precision = original

@@ -17,7 +17,6 @@ from .engine import (
     composite_inpainting,
     filled_network,
     golden_input,
-    native_bf16,
     overflow_events,
     reduced_precision,
     reference_arrays,
@@ -44,9 +43,9 @@ def exact_float32() -> Iterator[None]:
 
 
 def run_golden(ctx: Context) -> None:
-    """Per task: exact float32 against the golden bounds, then the drift of the engine's fast precision and of
-    the candidate one; for restore also the channels_last decoder and the engine's float32 started from torch's
-    default flags (TF32 on)."""
+    """Per task: exact float32 against the golden bounds, then fast mode (float32 codes, the decoder at the
+    engine's reduced precision, then at the candidate one) against exact; for restore also the channels_last
+    decoder and the engine's float32 started from torch's default flags (TF32 on)."""
     fast, candidate = reduced_precision(ctx.device), ctx.scale.candidate
     for task, fidelities in ctx.scale.fidelities.items():
         ctx.deadline.require(15, f"golden vectors of {task}")
@@ -60,12 +59,11 @@ def run_golden(ctx: Context) -> None:
         ctx.results[f"golden/{task}"] = _bounds_result(exact, reference, fidelities, stand_in)
         with overflow_events() as events:
             drifted = _outputs(net, x, task, fidelities, fast)
-        ctx.results[f"drift/{task}"] = _drift_result(drifted, reference, fidelities, fast, events)
-        if native_bf16(ctx.device):
+        ctx.results[f"drift/{task}"] = _drift_result(drifted, exact, fidelities, fast, events)
+        if ctx.measures_candidate:
             with overflow_events() as events:
                 drifted = _outputs(net, x, task, fidelities, candidate)
-            ctx.results[f"drift/{task}/{candidate}"] = _drift_result(drifted, reference, fidelities, candidate,
-                                                                     events)
+            ctx.results[f"drift/{task}/{candidate}"] = _drift_result(drifted, exact, fidelities, candidate, events)
         else:
             ctx.results[f"drift/{task}/{candidate}"] = no_candidate(candidate)
         ctx.numbers.setdefault("golden", {})[task] = _gaps(exact, reference, fidelities)
@@ -95,8 +93,9 @@ def _restore_variants(ctx: Context, net: CodeFormer, x: torch.Tensor, fidelities
 
 
 def _outputs(net: CodeFormer, x: torch.Tensor, task: str, fidelities: tuple[float, ...], precision: str) -> Arrays:
-    """The golden README's arrays from our network: logits, idx (256,), lq_feat, out_w<w>, composite_w1."""
-    encoded = net.encode(x, adain=task != "inpaint", precision=precision)
+    """The golden README's arrays from our network: logits, idx (256,), lq_feat, out_w<w>, composite_w1; encoded
+    in float32 as the engine always does, decoded at `precision`."""
+    encoded = net.encode(x, adain=task != "inpaint", precision="float32")
     arrays = {"logits": encoded.logits, "idx": encoded.idx[0], "lq_feat": encoded.lq_feat}
     for w in fidelities:
         arrays[f"out_w{w:g}"] = net.decode(encoded, w, precision=precision)
@@ -131,10 +130,12 @@ def _bounds_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...
     return Result("golden reference", f"{worst:.1e} x max\\|ref\\|", "", "pass" if within else "FAIL", notes)
 
 
-def _drift_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...], precision: str,
+def _drift_result(ours: Arrays, exact: Arrays, fidelities: tuple[float, ...], precision: str,
                   events: OverflowEvents) -> Result:
-    """Codes changed, and the error in output pixels (uint8, as the pipeline rounds them) over every w, with what
+    """Codes changed against exact float32 on this device (must be none: fast mode encodes in float32), and the
+    error in output pixels (uint8, as the pipeline rounds them) over every w: max, mean, 99th percentile; with what
     the engine did about overflows on the way."""
+    reference = exact
     gaps = _gaps(ours, reference, fidelities)
     errors = np.concatenate([
         np.abs(_pixels(ours[name]).astype(np.int16) - _pixels(reference[name])).ravel()
@@ -142,12 +143,14 @@ def _drift_result(ours: Arrays, reference: Arrays, fidelities: tuple[float, ...]
     ])
     worst = max(gap for name, gap in gaps.items() if name.startswith(("out_", "composite_")))
     notes = (f"{gaps['idx_changed']:.1%} of code indices changed; pixel error max {errors.max()}, mean "
-             f"{errors.mean():.2f} (uint8); logits max diff {gaps['logits']:.1e}; outputs {worst:.1e} x max\\|ref\\|")
+             f"{errors.mean():.2f}, 99th percentile {np.percentile(errors, 99):.0f} (uint8); outputs {worst:.1e} x "
+             "max\\|exact\\|")
     if precision == "float32":
         notes += "; this device's fast mode runs float32 (no faster reduced precision here)"
     else:
         notes += events.describe(passes=1 + len(fidelities))
-    return Result("golden reference", f"{gaps['idx_changed']:.1%} codes, {errors.max()} px max", "", "info", notes)
+    verdict = "pass" if gaps["idx_changed"] == 0 else "FAIL"
+    return Result("exact float32", f"{gaps['idx_changed']:.1%} codes, {errors.max()} px max", "", verdict, notes)
 
 
 def _pixels(output: np.ndarray) -> np.ndarray:

@@ -24,7 +24,6 @@ from .engine import (
     cuda_graph_passes,
     faces_from_report,
     fast_precision,
-    native_bf16,
     overflow_events,
     read_image,
 )
@@ -60,8 +59,8 @@ def run_photo(ctx: Context) -> None:
     with counted(torch.cuda, "empty_cache") as empty_cache_calls:
         memory = {mode: _photo_mode(ctx, pipeline, variants, faces, mode) for mode in ctx.scale.photo_modes}
         candidate = ctx.scale.candidate
-        if native_bf16(ctx.device):
-            with fast_precision(candidate):
+        if ctx.measures_candidate:
+            with fast_precision(pipeline, candidate):
                 memory[candidate] = _photo_mode(ctx, pipeline, variants, faces, candidate)
         else:
             for row in ("first", "fidelity"):
@@ -100,7 +99,7 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
                 mode: str) -> dict[str, float]:
     """Whole-photo rows of `mode`: "float32", "fast", the candidate precision or "graphs" (both fast mode, set up by
     the caller)."""
-    options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, background="none", fast=mode != "float32")
+    options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, background="none", exact=mode == "float32")
     again = replace(options, fidelity=NEW_FIDELITY)
     reset_peak_memory(ctx.device)
     start_mb = _allocated_mb(ctx.device)

@@ -44,21 +44,20 @@ class Scale:
     """How many of the photo's faces are given to the pipeline; None: all of them."""
     photo_modes: tuple[str, ...]
     """"fast" and/or "float32"."""
-    compile_batch: int
-    candidate: str = "bf16"
-    """The other reduced precision the GPU's fast mode could run (fp16 overflows on some weights, bf16 cannot):
-    measured beside it in the same run, so that one run settles which to use."""
+    candidate: str = "fp16"
+    """The other precision a GPU's fast mode could decode in (faster on some GPUs, but its range overflows at high
+    w): measured beside the default in the same run, so that one run settles which to use."""
 
 
 FULL = Scale(
     "full", network_width=None, fidelities=GOLDEN_FIDELITIES, batches=(1, 4, 16), warmup=3, repeats=10,
-    photo_faces=None, photo_modes=("fast", "float32"), compile_batch=4,
+    photo_faces=None, photo_modes=("fast", "float32"),
 )
 # Each step at its smallest that still takes every branch: restore without CFT (w 0), inpaint with it and its
 # composite (colorize is restore's code with other weights), one batch of more than one face, one photo mode.
 DRY_RUN = Scale(
     "dry run", network_width=32, fidelities={"restore": (0.0,), "inpaint": (1.0,)}, batches=(2,), warmup=0,
-    repeats=1, photo_faces=1, photo_modes=("fast",), compile_batch=1,
+    repeats=1, photo_faces=1, photo_modes=("fast",),
 )
 
 
@@ -111,6 +110,11 @@ class Context:
     @property
     def on_gpu(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def measures_candidate(self) -> bool:
+        """Whether the candidate decoder precision runs here: on a GPU (a CPU's fast mode has only bf16)."""
+        return self.on_gpu
 
     def faces(self, count: int) -> list[np.ndarray]:
         """`count` aligned faces, cycling through the golden inputs."""

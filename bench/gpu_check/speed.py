@@ -3,20 +3,15 @@
 - latency: the pipeline's own network (default layout on CUDA), through the engine's `encode_faces` /
   `decode_faces` (uint8 crops in, uint8 crops out, like the reference path's per-face call), float32 and fast
   mode, one pass per batch; per face = the batch's median time / its faces.
-- the same in fast mode with the network's passes replayed from CUDA graphs (the cuda-graphs backend; CUDA only),
+- the same in fast mode with the network's passes replayed from CUDA graphs (candidates/cuda_graphs.py; CUDA only),
   each batch also checked on other faces against eager;
-- fast mode with the Triton GroupNorm kernels and a channels_last decoder (network/triton_group_norm.py, not the
+- fast mode with the Triton GroupNorm kernels and a channels_last decoder (candidates/triton_group_norm.py, not the
   engine's default), eager and replaying CUDA graphs (CUDA only);
 - speed options (CUDA only): the same network on tensors, eager against cudnn.benchmark, so the table says whether
   it would help and by how much.
-- torch.compile: in a child process of its own (`compiled.py`), killed if it runs past its time box; compiling
-  needs Triton and a C compiler, which a machine may lack.
 """
 
 import contextlib
-import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import partial
@@ -30,20 +25,16 @@ from .engine import (
     cuda_graph_passes,
     decode_faces,
     encode_faces,
-    fast_precision,
-    native_bf16,
     overflow_events,
-    precision_for,
     reduced_precision,
     triton_network,
     triton_norms_problem,
 )
-from .plan import REPO_ROOT, Context
+from .plan import Context
 from .report import CUDA_ONLY, SPEEDUP_TARGET, TRITON_MODES, Result, no_candidate, ratio_result
 from .timing import Series, peak_memory_mb, reset_peak_memory, series
 
 FIDELITY = 0.5
-COMPILE_TIMEOUT_S = 240.0
 GRAPH_PIXEL_BOUND = 1
 """Grey levels a replay's faces may differ from eager's by: it runs eager's kernels, and w = 0.5 is exact in every
 precision; more means it replayed something else (a stale input, a freed buffer)."""
@@ -57,15 +48,15 @@ def run_latency(ctx: Context) -> None:
     """float32 and fast mode through the engine, then fast mode at the candidate precision, then fast mode replaying
     CUDA graphs, then with the Triton GroupNorm kernels."""
     net = ctx.pipeline.models.codeformer("restore")
-    _latency_rows(ctx, net, "float32", fast=False)
-    _latency_rows(ctx, net, "fast", fast=True)
+    fast = ctx.pipeline.fast_precision
+    _latency_rows(ctx, net, "float32", "float32")
+    _latency_rows(ctx, net, "fast", fast)
     candidate = ctx.scale.candidate
-    if not native_bf16(ctx.device):
+    if not ctx.measures_candidate:
         for batch in ctx.scale.batches:
             ctx.results[f"latency/{candidate}/b{batch}"] = no_candidate(candidate)
     else:
-        with fast_precision(candidate):
-            _latency_rows(ctx, net, candidate, fast=True)
+        _latency_rows(ctx, net, candidate, candidate)
     if not ctx.on_gpu:
         for mode in ("graphs", *TRITON_MODES):
             for batch in ctx.scale.batches:
@@ -73,22 +64,23 @@ def run_latency(ctx: Context) -> None:
         return
     mirrored = {batch: [np.ascontiguousarray(face[:, ::-1]) for face in ctx.faces(batch)]
                 for batch in ctx.scale.batches}
-    eager = {batch: _through_engine(net, faces, fast=True) for batch, faces in mirrored.items()}
-    _graph_rows(ctx, net, "graphs", mirrored, eager)
-    _triton_rows(ctx, net, mirrored, eager)
+    eager = {batch: _through_engine(net, faces, fast) for batch, faces in mirrored.items()}
+    _graph_rows(ctx, net, "graphs", fast, mirrored, eager)
+    _triton_rows(ctx, net, fast, mirrored, eager)
 
 
-def _graph_rows(ctx: Context, net: CodeFormer, mode: str, mirrored: dict[int, list], eager: dict[int, list]) -> None:
+def _graph_rows(ctx: Context, net: CodeFormer, mode: str, precision: str, mirrored: dict[int, list],
+                eager: dict[int, list]) -> None:
     """`mode`'s rows of `net` replaying CUDA graphs, each checked on the mirrored faces against `eager`."""
-    with cuda_graph_passes(net):
-        _latency_rows(ctx, net, mode, fast=True)
+    with cuda_graph_passes(net) as passes:
+        _latency_rows(ctx, net, mode, precision)
         for batch, faces in mirrored.items():
             ctx.results[f"latency/{mode}/b{batch}"] = _replay_checked(
-                ctx.results[f"latency/{mode}/b{batch}"], _through_engine(net, faces, fast=True), eager[batch],
-                net.passes.recorded)
+                ctx.results[f"latency/{mode}/b{batch}"], _through_engine(net, faces, precision), eager[batch],
+                passes.recorded)
 
 
-def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list],
+def _triton_rows(ctx: Context, net: CodeFormer, precision: str, mirrored: dict[int, list],
                  engine_faces: dict[int, list]) -> None:
     """Fast mode with the Triton GroupNorm kernels and a channels_last decoder, eager and replaying CUDA graphs;
     the eager rows say how far their faces land from the engine's fast mode on the mirrored faces."""
@@ -99,15 +91,15 @@ def _triton_rows(ctx: Context, net: CodeFormer, mirrored: dict[int, list],
                 ctx.results[f"latency/{mode}/b{batch}"] = Result(verdict="n/a", notes=problem)
         return
     triton_net = triton_network(net, channels_last=True)
-    _latency_rows(ctx, triton_net, "triton", fast=True)
-    triton_eager = {batch: _through_engine(triton_net, faces, fast=True) for batch, faces in mirrored.items()}
+    _latency_rows(ctx, triton_net, "triton", precision)
+    triton_eager = {batch: _through_engine(triton_net, faces, precision) for batch, faces in mirrored.items()}
     for batch, faces in triton_eager.items():
         gaps = _grey_level_gaps(faces, engine_faces[batch])
         result = ctx.results[f"latency/triton/b{batch}"]
         ctx.results[f"latency/triton/b{batch}"] = replace(
             result, notes=f"{result.notes}; faces vs the engine's fast mode on other faces: mean "
                           f"{gaps.mean():.2f}, max {gaps.max()} grey levels")
-    _graph_rows(ctx, triton_net, "triton-graphs", mirrored, triton_eager)
+    _graph_rows(ctx, triton_net, "triton-graphs", precision, mirrored, triton_eager)
 
 
 def _replay_checked(result: Result, replayed: list, eager: list, recorded: int) -> Result:
@@ -127,17 +119,17 @@ def _grey_level_gaps(faces: list, others: list) -> np.ndarray:
                            for a, b in zip(faces, others, strict=True)])
 
 
-def _latency_rows(ctx: Context, net: CodeFormer, mode: str, *, fast: bool) -> None:
-    precision = precision_for(ctx.device, fast)
+def _latency_rows(ctx: Context, net: CodeFormer, mode: str, precision: str) -> None:
+    """Per-face rows of `mode`, the decoder at `precision` (the encoder runs float32, as the engine's always does)."""
     for batch in ctx.scale.batches:
         reset_peak_memory(ctx.device)
-        network = partial(_through_engine, net, ctx.faces(batch), fast)
+        network = partial(_through_engine, net, ctx.faces(batch), precision)
         with overflow_events() as events:
             timing = _series(ctx, network, f"latency, {mode}, batch {batch}")
         per_face = timing.median_ms / batch
         peak = peak_memory_mb(ctx.device)
         ctx.numbers.setdefault("latency", {})[f"{mode}/b{batch}"] = {"seconds": timing.seconds, "peak_gpu_mb": peak}
-        target = SPEEDUP_TARGET if fast and batch > 1 else None
+        target = SPEEDUP_TARGET if mode != "float32" and batch > 1 else None
         memory = f", peak GPU memory {peak:.0f} MiB" if peak is not None else ""
         ctx.results[f"latency/{mode}/b{batch}"] = ratio_result(
             ctx.reference_ms, per_face, target,
@@ -161,14 +153,15 @@ def run_speed_options(ctx: Context) -> None:
             " eager")
 
 
-def _through_engine(net: CodeFormer, crops: list, fast: bool) -> list:
-    """The pipeline's network stage: uint8 crops in one batch, encoded and decoded at FIDELITY, uint8 crops out."""
-    encoded = encode_faces(net, crops, adain=True, fast=fast, batch=len(crops))
-    return decode_faces(net, encoded, fidelity=FIDELITY, fast=fast, batch=len(crops))
+def _through_engine(net: CodeFormer, crops: list, precision: str) -> list:
+    """The pipeline's network stage: uint8 crops in one batch, encoded and decoded at FIDELITY and `precision`,
+    uint8 crops out."""
+    encoded = encode_faces(net, crops, adain=True, batch=len(crops))
+    return decode_faces(net, encoded, fidelity=FIDELITY, precision=precision, batch=len(crops))
 
 
 def _on_tensors(net: CodeFormer, x: torch.Tensor, precision: str) -> torch.Tensor:
-    return net.decode(net.encode(x, precision=precision), FIDELITY, precision=precision)
+    return net.decode(net.encode(x, precision="float32"), FIDELITY, precision=precision)
 
 
 @contextlib.contextmanager
@@ -179,40 +172,6 @@ def _cudnn_benchmark() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = saved
-
-
-def run_compile(ctx: Context) -> None:
-    if not ctx.on_gpu:
-        raise NotApplicable("CUDA only (Inductor on a CPU compiles for minutes)")
-    timeout = min(COMPILE_TIMEOUT_S, ctx.deadline.left() - 20)
-    ctx.deadline.require(90, "torch.compile")
-    out = ctx.work_dir / "compiled.json"
-    command = [sys.executable, "-m", "bench.gpu_check.compiled", "--batch", str(ctx.scale.compile_batch),
-               "--warmup", str(ctx.scale.warmup), "--repeats", str(ctx.scale.repeats), "--out", str(out)]
-    try:
-        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        ctx.results["options/compile"] = Result(verdict="out of time",
-                                                notes=f"compiling did not finish within {timeout:.0f} s")
-        return
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        ctx.results["options/compile"] = Result(verdict="error", notes=f"exit {done.returncode}: {last}")
-        ctx.numbers["compile"] = {"stderr_tail": done.stderr[-4000:]}
-        return
-    numbers = json.loads(out.read_text())
-    ctx.numbers["compile"] = numbers
-    batch = ctx.scale.compile_batch
-    ctx.results["options/compile"] = ratio_result(
-        numbers["eager_ms"] / batch, numbers["compiled_ms"] / batch, None,
-        f"baseline: eager on tensors in the same child; first call (compiling) {numbers['compile_s']:.0f} s; "
-        f"output vs eager {numbers['gap']:.1e} x max\\|out\\|; against exact float32: {_drift_note(numbers['drift'])}",
-        " eager")
-
-
-def _drift_note(drift: dict[str, dict[str, float]]) -> str:
-    return ", ".join(f"{name} {numbers['codes_changed']:.2%} codes changed, mean pixel error {numbers['mean_px']:.2f}"
-                     for name, numbers in drift.items())
 
 
 def _series(ctx: Context, work: Callable[[], object], what: str) -> Series:

@@ -16,6 +16,7 @@ from ..errors import InvalidOptionError
 from ..layouts import FACE_SIZE, FaceCrop, Mask
 from ..network.batches import crops_to_tensor
 from ..network.parsenet import ParseNet
+from ..network.precision import Precision, computing_at
 from ..weights.checkpoints import load_weights_into, read_state_dict
 from ..weights.registry import PARSER_FILE
 
@@ -34,8 +35,9 @@ class FaceParser:
 
     resolution: side the faces are resized to before parsing. 512 is the official size; the network is fully
     convolutional, so a power of two down to 64 runs too, faster and coarser (the mask is blurred at 512 after).
-    max_batch: faces per forward pass; each face adds its activations (bench/README.md), and on a CPU a batch
-      gains no speed, since the convolutions already fill the cores.
+    max_batch: the most faces per forward pass; each face adds its activations (bench/README.md). On a CPU a batch
+      gains no speed, since the convolutions already fill the cores; on a GPU a batch takes less time per face
+      (bench/README.md).
     """
 
     def __init__(
@@ -59,22 +61,29 @@ class FaceParser:
         device = torch.device(device)
         return cls(load_parse_network(path, device), device, resolution=resolution, max_batch=max_batch)
 
-    def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:
+    def face_labels(self, faces: list[FaceCrop], precision: Precision = "float32") -> np.ndarray:
         """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
-        return self._labels(faces).cpu().numpy()
+        return self._labels(faces, precision, self.max_batch).cpu().numpy()
 
-    def paste_masks(self, faces: list[FaceCrop]) -> np.ndarray:
-        """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask)."""
-        return soft_face_masks(self._labels(faces))
+    def paste_masks(
+        self, faces: list[FaceCrop], precision: Precision = "float32", batch: int | None = None
+    ) -> np.ndarray:
+        """N x 512 x 512 float32 in [0, 1]: 1 where the restored face replaces the photo (official soft mask).
 
-    def _labels(self, faces: list[FaceCrop]) -> torch.Tensor:
+        precision: what ParseNet runs at. A label that flips in reduced precision sits on a boundary between
+        classes, and the mask is blurred over 101 px after, so it moves the soft mask a little, not a face's codes.
+        batch: faces per pass, at most max_batch (the pipeline halves it after running out of device memory).
+        """
+        return soft_face_masks(self._labels(faces, precision, min(batch or self.max_batch, self.max_batch)))
+
+    def _labels(self, faces: list[FaceCrop], precision: Precision, batch: int) -> torch.Tensor:
         """face_labels on the parser's device: on a GPU the masks are made there too."""
         labels = []
-        for start in range(0, len(faces), self.max_batch):
-            resized = [_resize_square(face, self.resolution) for face in faces[start : start + self.max_batch]]
-            batch = crops_to_tensor(resized, self.device)
-            with torch.inference_mode():
-                labels.append(self.network(batch).argmax(dim=1).to(torch.uint8))
+        for start in range(0, len(faces), batch):
+            resized = [_resize_square(face, self.resolution) for face in faces[start : start + batch]]
+            pixels = crops_to_tensor(resized, self.device)
+            with torch.inference_mode(), computing_at(precision, self.device):
+                labels.append(self.network(pixels).argmax(dim=1).to(torch.uint8))
         if not labels:
             return torch.zeros((0, self.resolution, self.resolution), dtype=torch.uint8)
         return torch.cat(labels)

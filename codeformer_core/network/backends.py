@@ -1,5 +1,4 @@
-"""Which backend runs the CodeFormer network: torch (the default), torch replaying CUDA graphs, or ONNX Runtime on
-the exported graphs.
+"""Which backend runs the CodeFormer network: torch (the default) or ONNX Runtime on the exported graphs.
 
 ONNX Runtime is an optional extra (requirements-onnx.txt): nothing here imports it; `missing_packages` asks the
 import system whether it could.
@@ -8,19 +7,16 @@ import system whether it could.
 import importlib.util
 from typing import Literal
 
-import torch
-
 from ..errors import InvalidOptionError
 from ..options import check_choice
 from ..settings import BACKENDS, Backend
 
-ResolvedBackend = Literal["torch", "cuda-graphs", "onnxruntime"]
+ResolvedBackend = Literal["torch", "onnxruntime"]
 ONNX_PACKAGES = ("onnxruntime", "onnx")
 
 AUTO_BACKEND: ResolvedBackend = "torch"
-"""What "auto" picks, on every device: onnxruntime is to be the default only where bench/onnx_backend.py finds it
-ahead end to end, which it was not on the CPU (bench/README.md); on CUDA it has not been measured yet, nor has
-cuda-graphs inside the pipeline (bench/gpu_check: its rows in bench/results-cuda.md)."""
+"""What "auto" picks, on every device: onnxruntime is to be the default only where a bench run finds it ahead end to
+end, which it was not on the CPU (bench/README.md); on CUDA no run has measured it."""
 
 
 def missing_packages() -> list[str]:
@@ -28,16 +24,12 @@ def missing_packages() -> list[str]:
     return [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
 
 
-def resolve_backend(requested: Backend, device: torch.device) -> ResolvedBackend:
-    """The backend to run on `device` ("auto": AUTO_BACKEND, on every device); InvalidOptionError, in one line,
-    when onnxruntime is asked for but missing, or cuda-graphs off CUDA."""
+def resolve_backend(requested: Backend) -> ResolvedBackend:
+    """The backend to run ("auto": AUTO_BACKEND, on every device); InvalidOptionError, in one line, when onnxruntime
+    is asked for but missing."""
     check_choice("backend", requested, BACKENDS)
     if requested == "auto":
         return AUTO_BACKEND
-    if requested == "cuda-graphs" and device.type != "cuda":
-        raise InvalidOptionError(
-            f"The cuda-graphs backend runs on CUDA only; this run's device is {device}: use --backend torch or auto."
-        )
     if requested == "onnxruntime" and missing_packages():
         raise InvalidOptionError(
             f"The onnxruntime backend needs the {' and '.join(missing_packages())} package(s): "

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..layouts import FaceCrop
-from . import EncodedFaces, FaceNetwork, Precision, reduced_precision
+from . import EncodedFaces, FaceNetwork, Precision
 
 LARGE_GPU_GIB = 64
 """From this much GPU memory on, a network pass takes 16 faces: the most requests a GPU runs at once
@@ -45,35 +45,33 @@ def tensor_to_crops(output: torch.Tensor) -> list[FaceCrop]:
     return list(bgr)
 
 
-def precision_for(device: torch.device, fast: bool) -> Precision:
-    """float32 by default (the golden-tested path); fast mode runs bf16 (CPU) or fp16 (CUDA)."""
-    return reduced_precision(device) if fast else "float32"
-
-
 def _batches(count: int, size: int) -> Iterator[slice]:
     for start in range(0, count, size):
         yield slice(start, min(start + size, count))
 
 
 def encode_faces(
-    net: FaceNetwork, crops: list[FaceCrop], *, adain: bool, fast: bool, batch: int
+    net: FaceNetwork, crops: list[FaceCrop], *, adain: bool, batch: int
 ) -> list[EncodedFaces]:
-    """The w-independent half of the network, one EncodedFaces per batch of at most `batch` faces."""
+    """The w-independent half of the network, one EncodedFaces per batch of at most `batch` faces.
+
+    Always float32, fast mode or not: the transformer's top-1 code is a decision, and reduced precision there
+    picks other codes (a different face, not a noisier one), so fast mode's codes are exactly float32's.
+    """
     device = net.device
     return [
-        net.encode(crops_to_tensor(crops[part], device), adain=adain, precision=precision_for(device, fast))
+        net.encode(crops_to_tensor(crops[part], device), adain=adain, precision="float32")
         for part in _batches(len(crops), batch)
     ]
 
 
 def decode_faces(
-    net: FaceNetwork, encoded: list[EncodedFaces], *, fidelity: float, fast: bool, batch: int
+    net: FaceNetwork, encoded: list[EncodedFaces], *, fidelity: float, precision: Precision, batch: int
 ) -> list[FaceCrop]:
-    """The decoder at fidelity w for every face encoded earlier, at most `batch` faces per pass."""
-    device = net.device
+    """The decoder at fidelity w and `precision` for every face encoded earlier, at most `batch` faces per pass."""
     faces: list[FaceCrop] = []
     for part in encoded:
         for faces_in_pass in _batches(len(part), batch):
-            output = net.decode(part.select(faces_in_pass), w=fidelity, precision=precision_for(device, fast))
+            output = net.decode(part.select(faces_in_pass), w=fidelity, precision=precision)
             faces.extend(tensor_to_crops(output))
     return faces

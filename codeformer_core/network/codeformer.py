@@ -14,7 +14,6 @@ not clamped.
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -95,29 +94,6 @@ def _conv_lrelu_conv(channels: int) -> nn.Sequential:
     )
 
 
-class NetworkPasses(Protocol):
-    """How `CodeFormer.encode` and `decode` run one pass of the network: eagerly (`EAGER_PASSES`, the default), or
-    replayed from a recording (`cuda_graphs.CudaGraphPasses`). Either way a pass gives what `encode_pass` /
-    `decode_pass` give, and `encode` / `decode` check its range."""
-
-    def encode(self, net: "CodeFormer", x: Tensor, adain: bool, precision: Precision) -> EncodedFaces: ...
-
-    def decode(self, net: "CodeFormer", encoded: EncodedFaces, w: float, precision: Precision) -> Tensor: ...
-
-
-class EagerPasses:
-    """Each pass run as the code reads, kernel by kernel."""
-
-    def encode(self, net: "CodeFormer", x: Tensor, adain: bool, precision: Precision) -> EncodedFaces:
-        return net.encode_pass(x, adain, precision)
-
-    def decode(self, net: "CodeFormer", encoded: EncodedFaces, w: float, precision: Precision) -> Tensor:
-        return net.decode_pass(encoded, w, precision)
-
-
-EAGER_PASSES = EagerPasses()
-
-
 class CodeFormer(nn.Module):
     """The CodeFormer network for one task; see the module docstring for the data path.
 
@@ -132,8 +108,7 @@ class CodeFormer(nn.Module):
     `use_channels_last()` runs the decoder on N x H x W x C data (faster there; outputs within the golden bounds;
     the encoder keeps the default layout, as channels_last moves its logits further). On CUDA the default layout
     is the faster one (bench/results-cuda.md). The golden tests pin the default path and check both speed options.
-    Passes: `encode` and `decode` run one pass each through `passes` (eager by default; the cuda-graphs backend
-    replays recordings, `cuda_graphs.use_cuda_graphs`) and check what it gives.
+    Passes: `encode` and `decode` each run one pass (`encode_pass`, `decode_pass`) and check what it gives.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
 
@@ -154,7 +129,6 @@ class CodeFormer(nn.Module):
         )
         self.decoder_memory_format = torch.contiguous_format
         self.decoder_overflows = DecoderOverflows()
-        self.passes: NetworkPasses = EAGER_PASSES
 
     @property
     def task(self) -> Task:
@@ -190,7 +164,7 @@ class CodeFormer(nn.Module):
         were trained with it, inpaint without).
         """
         self._check_faces(x)
-        encoded = self.passes.encode(self, x, adain, precision)
+        encoded = self.encode_pass(x, adain, precision)
         if not _all_finite(precision, encoded.lq_feat, encoded.logits):
             return self.encode(x, adain, overflow_fallback(precision, x.device))
         return encoded
@@ -204,7 +178,7 @@ class CodeFormer(nn.Module):
         w = check_fidelity(w)
         device = encoded.quant_feat.device
         precision = self.decoder_overflows.start_precision(precision, w, device)
-        out = self.passes.decode(self, encoded, w, precision)
+        out = self.decode_pass(encoded, w, precision)
         if not _all_finite(precision, out):
             self.decoder_overflows.note(precision, w)
             return self.decode(encoded, w, overflow_fallback(precision, device))

@@ -10,6 +10,7 @@ import torch
 
 from ..compat import cpu_has_native_bf16
 from ..options import check_choice
+from ..settings import FastPrecision
 
 Precision = Literal["float32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bf16", "fp16")
@@ -17,12 +18,19 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def reduced_precision(device: torch.device | str) -> Precision:
-    """The reduced precision worth using on `device`: fp16 on CUDA; bf16 on a CPU with native bf16 units
-    (AVX512-BF16 or AMX); float32 on other CPUs, where oneDNN emulates bf16 and a convolution runs many times
-    slower than in float32 (bench/README.md)."""
-    if torch.device(device).type == "cuda":
-        return "fp16"
-    return "bf16" if cpu_has_native_bf16() else "float32"
+    """The reduced precision fast mode decodes in on `device`: bf16 where the device computes it natively (CUDA
+    from Ampere on, CPUs with AMX or AVX512-BF16), float32 elsewhere.
+
+    bf16 keeps float32's range, so the decoder's features cannot overflow; fp16's 65504 is crossed by the CFT
+    blocks at high w, and fp16 through the whole network moved code indices (bench/results-cuda.md). Where bf16
+    is emulated (older CPUs, GPUs before Ampere) it runs many times slower than float32 (bench/README.md).
+    """
+    return "bf16" if native_bf16(torch.device(device)) else "float32"
+
+
+def fast_mode_precision(requested: FastPrecision, device: torch.device | str) -> Precision:
+    """What fast mode decodes in on `device`: `reduced_precision` for "auto", else what was asked for."""
+    return reduced_precision(device) if requested == "auto" else requested
 
 
 def overflow_fallback(precision: Precision, device: torch.device) -> Precision:

@@ -112,7 +112,7 @@ def prepared_key(
         digest.update(f"{len(given)} faces given".encode())
         for face in given:
             digest.update(np.ascontiguousarray(face.landmarks, np.float32).data)
-    settings = (options.task, options.aligned, options.detector, options.only_center_face, options.fast,
+    settings = (options.task, options.aligned, options.detector, options.only_center_face, options.exact,
                 options.parse_paste)
     digest.update(repr(settings).encode())
     return digest.hexdigest()

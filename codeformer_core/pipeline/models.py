@@ -15,7 +15,6 @@ from ..layouts import Task
 from ..network import CodeFormer, FaceNetwork
 from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
-from ..network.cuda_graphs import use_cuda_graphs
 from ..network.loading import load_network
 from ..network.reduced_weights import use_cast_once_weights
 from ..options import Detector
@@ -33,8 +32,6 @@ T = TypeVar("T")
 
 RETINAFACE_NETWORKS = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25": "mobile0.25"}
 
-PARSER_BATCH = 1
-"""Faces per ParseNet pass: batching gains no speed on a CPU and costs several hundred MB per extra face."""
 
 
 class Models:
@@ -47,7 +44,7 @@ class Models:
         self.weights = weights
         self.device = device
         self.cpu_kernels = cpu_kernels
-        self.backend = resolve_backend(backend, device)
+        self.backend = resolve_backend(backend)
         self._loaded: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -64,8 +61,7 @@ class Models:
         else:
 
             def load(path: Path) -> FaceNetwork:
-                net = self._tuned(load_network(task, path, self.device))
-                return use_cuda_graphs(net) if self.backend == "cuda-graphs" else net
+                return self._tuned(load_network(task, path, self.device))
 
         return self._from_file(CODEFORMER_FILES[task], load, progress)
 
@@ -84,7 +80,7 @@ class Models:
         from ..faces.parsing import FaceParser
 
         def load(path: Path) -> FaceParser:
-            parser = FaceParser.from_checkpoint(path, self.device, max_batch=PARSER_BATCH)
+            parser = FaceParser.from_checkpoint(path, self.device)
             use_fast_cpu_convolutions(parser.network, self.cpu_kernels)
             return parser
 

@@ -7,7 +7,6 @@ re-runs only the decoder and the paste-back. The faces as decoded at each w are 
 own w decodes that face alone, and leaving a face out (or putting it back) re-runs only the paste-back.
 """
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,9 +29,10 @@ from ..layouts import FACE_SIZE, BGRImage, FaceCrop, Mask
 from ..memory import on_own_thread
 from ..network import EncodedFaces
 from ..network.batches import batch_size_for, decode_faces, encode_faces
+from ..network.precision import Precision, fast_mode_precision
 from ..options import RestoreOptions, check_face_index, check_fidelity
 from ..report import FidelitySweep, RestoreResult, face_report
-from ..settings import Backend, CpuKernels, Settings
+from ..settings import Backend, CpuKernels, FastPrecision, Settings
 from ..weights.registry import files_needed
 from ..weights.store import WeightStore
 from .background import realesrgan_refusal, upscaled_background
@@ -87,8 +87,9 @@ class Pipeline:
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
     present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run; backend: what runs the CodeFormer
-    network, "torch", "cuda-graphs", "onnxruntime" or "auto" (see `Settings`). fast: every run in reduced
-    precision, whatever its options say (a deployment's choice, from its `HardwareProfile`). max_faces: the most
+    network, "torch", "onnxruntime" or "auto" (see `Settings`). fast_precision: what runs not
+    asked to be exact decode in ("auto": bf16 where the device computes it natively, else float32; see
+    `Settings`). max_faces: the most
     faces one image may have restored (the largest are kept). cache_images: how many images' w-independent work is
     kept for a later fidelity.
     """
@@ -100,12 +101,12 @@ class Pipeline:
         *,
         cpu_kernels: CpuKernels = "fast",
         backend: Backend = "auto",
-        fast: bool = False,
+        fast_precision: FastPrecision = "auto",
         max_faces: int = DEFAULT_MAX_FACES,
         cache_images: int = DEFAULT_CACHED_IMAGES,
     ) -> None:
         self.device = resolve_device(device)
-        self.fast = fast
+        self.fast_precision = fast_mode_precision(fast_precision, self.device)
         self.weights = weights if weights is not None else WeightStore()
         self.models = Models(self.weights, self.device, cpu_kernels, backend)
         self.max_faces = max_faces
@@ -120,21 +121,16 @@ class Pipeline:
         device: str | None = None,
         weights_dir: Path | None = None,
         backend: Backend | None = None,
-        fast: bool = False,
+        fast_precision: FastPrecision | None = None,
     ) -> "Pipeline":
-        """The pipeline the process's settings describe; `device`, `weights_dir`, `backend` (None: the settings')
-        and `fast` come from the command line or the hardware profile."""
-        backend = backend or settings.backend
-        if backend == "cuda-graphs" and settings.zero_gpu:
-            # ZeroGPU lends a GPU per call and keeps the process's "cuda" tensors elsewhere between calls; a
-            # recording holds device addresses, which would not outlive the call that made them.
-            raise InvalidOptionError("The cuda-graphs backend cannot run on ZeroGPU: use the torch or auto backend.")
+        """The pipeline the process's settings describe; `device`, `weights_dir`, `backend` and `fast_precision`
+        (None: the settings') come from the command line or the hardware profile."""
         return cls(
             WeightStore.from_settings(settings, weights_dir),
             device,
             cpu_kernels=settings.cpu_kernels,
-            backend=backend,
-            fast=fast,
+            backend=backend or settings.backend,
+            fast_precision=fast_precision or settings.fast_precision,
         )
 
     def missing_weights(self, options: RestoreOptions) -> list[str]:
@@ -181,7 +177,7 @@ class Pipeline:
         The options' face choices (`only_faces`, `skip_faces`, `face_fidelities`) name faces by their index in the
         report's face list; a face left out keeps its original pixels.
         """
-        state = RunState.begin(image, self._deployed(options), mask=mask, given=faces, progress=progress)
+        state = RunState.begin(image, options, mask=mask, given=faces, progress=progress)
         with self._run_lock, self._device_memory_errors():
             # 1. The working image: a large photo reduced, a small one enlarged, an aligned face at 512 px.
             state.fit_working_image()
@@ -222,7 +218,7 @@ class Pipeline:
                 f"Only restore has a fidelity to compare; {options.task} runs at w={options.effective_fidelity:g}."
             )
         ws = tuple(check_fidelity(w, "a compared fidelity") for w in fidelities)
-        state = RunState.begin(image, self._deployed(options), mask=None, given=faces, progress=progress)
+        state = RunState.begin(image, options, mask=None, given=faces, progress=progress)
         with self._run_lock, self._device_memory_errors():
             state.fit_working_image()
             prepared = self._prepared_faces(state)
@@ -231,9 +227,9 @@ class Pipeline:
             swept = self._finished_faces(state, prepared, [(face_index, w) for w in ws])
         return FidelitySweep(face_index, ws, swept, state.clock.timings, state.report.reused)
 
-    def _deployed(self, options: RestoreOptions) -> RestoreOptions:
-        """The options as this deployment runs them: in reduced precision when it is `fast`."""
-        return dataclasses.replace(options, fast=True) if self.fast and not options.fast else options
+    def _precision(self, options: RestoreOptions) -> Precision:
+        """What the decoder and the face parser run at for `options` (the encoder always runs float32)."""
+        return "float32" if options.exact else self.fast_precision
 
     # ---------------------------------------------------------------- stage 2: faces found, aligned, encoded
 
@@ -311,7 +307,7 @@ class Pipeline:
             net = self.models.codeformer(options.task, progress=state.clock.download_progress)
 
         def encode(batch: int) -> list[tuple[tuple[int, ...], EncodedFaces]]:
-            parts = encode_faces(net, crops, adain=options.adain, fast=options.fast, batch=batch)
+            parts = encode_faces(net, crops, adain=options.adain, batch=batch)
             held = [tuple(missing[start : start + batch]) for start in range(0, len(missing), batch)]
             return list(zip(held, parts, strict=True))
 
@@ -350,7 +346,7 @@ class Pipeline:
         with state.clock.stage("decode", f"Decoding {len(indices)} face(s) at fidelity {w:g}"):
             order, encoded = prepared.encoded_faces(indices)
             faces = self._network_stage(
-                lambda batch: decode_faces(net, encoded, fidelity=w, fast=options.fast, batch=batch)
+                lambda batch: decode_faces(net, encoded, fidelity=w, precision=self._precision(options), batch=batch)
             )
         crops = [prepared.crops[index] for index in order]
         if prepared.face_holes is not None:
@@ -425,7 +421,8 @@ class Pipeline:
                 cv2.resize(restored[index], (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA) for index in unparsed
             ]
             with state.clock.stage("parse", "Parsing faces for paste-back"):
-                masks = self._network_stage(lambda _batch: parser.paste_masks(face_size))
+                precision = self._precision(state.options)
+                masks = self._network_stage(lambda batch: parser.paste_masks(face_size, precision, batch))
             prepared.paste_masks.update(zip(unparsed, masks, strict=True))
         return [prepared.paste_masks[index] for index in restored]
 

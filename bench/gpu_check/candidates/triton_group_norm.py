@@ -31,8 +31,8 @@ import triton
 import triton.language as tl
 from torch import Tensor, nn
 
-from .swapping import swap_modules
-from .vqgan import AutocastGroupNorm
+from codeformer_core.network.swapping import swap_modules
+from codeformer_core.network.vqgan import AutocastGroupNorm
 
 STATISTICS_BLOCK = 4096
 """Values each statistics program reads per step."""

@@ -1,8 +1,7 @@
 """CodeFormer's passes recorded once as CUDA graphs and replayed: the same kernels, launched in one call.
 
-At a few faces per pass the eager network waits on the host, which launches its kernels one by one: on an H100
-one face in fp16 took half the time as a graph replay (bench/results-cuda.md, "speed options"). The `cuda-graphs`
-backend (settings.py) swaps the network's passes for `CudaGraphPasses`:
+At a few faces per pass the eager network waits on the host, which launches its kernels one by one; a replay
+launches them in one call. `use_cuda_graphs(net)` has a network run its passes through `CudaGraphPasses`:
 
 - A pass is recorded the first time its shape runs: one key per stage, faces per pass, precision and what
   changes the code path (AdaIN for the encoder; w = 0, which skips the CFT blocks, for the decoder). That first
@@ -29,9 +28,9 @@ from typing import Generic, Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from .codeformer import CodeFormer
-from .encoded import EncodedFaces
-from .precision import Precision
+from codeformer_core.network.codeformer import CodeFormer
+from codeformer_core.network.encoded import EncodedFaces
+from codeformer_core.network.precision import Precision
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class CudaGraphPasses:
 
     def encode(self, net: CodeFormer, x: Tensor, adain: bool, precision: Precision) -> EncodedFaces:
         def encode_pass(inputs: Sequence[Tensor]) -> EncodedFaces:
-            return net.encode_pass(inputs[0], adain, precision)
+            return CodeFormer.encode_pass(net, inputs[0], adain, precision)
 
         return self._through(("encode", x.shape[0], adain, precision), [x], encode_pass, EncodedFaces.clone)
 
@@ -115,7 +114,7 @@ class CudaGraphPasses:
                 idx=encoded.idx,
                 lq_feat=encoded.lq_feat,
             )
-            return net.decode_pass(faces, inputs[-1] if w > 0 else 0.0, precision)
+            return CodeFormer.decode_pass(net, faces, inputs[-1] if w > 0 else 0.0, precision)
 
         return self._through(("decode", len(encoded), w > 0, precision), inputs, decode_pass, torch.clone)
 
@@ -153,9 +152,22 @@ class CudaGraphPasses:
         return result
 
 
-def use_cuda_graphs(net: CodeFormer) -> CodeFormer:
-    """Run `net`'s passes from CUDA graph recordings (its parameters must be on CUDA); returns net."""
+def use_cuda_graphs(net: CodeFormer) -> CudaGraphPasses:
+    """Run `net`'s passes from CUDA graph recordings (its parameters must be on CUDA) until `use_eager_passes`."""
     if net.device.type != "cuda":
         raise ValueError(f"CUDA graphs need the network on a CUDA device; it is on {net.device}")
-    net.passes = CudaGraphPasses(CudaGraphRecorder(net.device))
-    return net
+    return replay_passes(net, CudaGraphPasses(CudaGraphRecorder(net.device)))
+
+
+def replay_passes(net: CodeFormer, passes: CudaGraphPasses) -> CudaGraphPasses:
+    """`net.encode` and `net.decode` run their passes through `passes` (which calls the class's own passes, so
+    the instance's stand-ins never call themselves); returns passes."""
+    net.encode_pass = lambda x, adain, precision: passes.encode(net, x, adain, precision)
+    net.decode_pass = lambda encoded, w, precision: passes.decode(net, encoded, w, precision)
+    return passes
+
+
+def use_eager_passes(net: CodeFormer) -> None:
+    """`net` runs its passes eagerly again, as the class defines them."""
+    for name in ("encode_pass", "decode_pass"):
+        net.__dict__.pop(name, None)
