@@ -127,7 +127,7 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
     engine = copy.deepcopy(base)
     use_cast_once_weights(engine)  # as the pipeline tunes it on CUDA
     faces = Inputs.find(DEFAULT_CARRY).aligned_faces()
-    batches = (2,) if args.dry_run else (1, 4, 16)
+    batches = (1,) if args.dry_run else (1, 4, 16)
     repeats = 1 if args.dry_run else 8
     fast = reduced_precision(device)  # float32 on a CPU without native bf16: the dry run then only runs the code
     x_all = crops_to_tensor([faces[i % len(faces)] for i in range(max(batches))], device)

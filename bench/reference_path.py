@@ -13,11 +13,14 @@
 - The helper builds its detector and parser through facexlib's `init_*_model`, which would download from GitHub:
   `model_rootpath` points it at a directory that already holds the files under their official names.
 - Detection is not run: the landmarks come from the caller, so both paths align exactly the same faces.
+- A photo under 512 px on its shorter side is enlarged first (bilinear, to 512), as the official script's helper
+  does: facexlib's helper leaves it, and would restore and paste the faces at a third of their size.
 """
 
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -97,9 +100,14 @@ def restore_photo_reference(
     Returns the pasted image, BGR uint8, `helper.upscale_factor` times the input size.
     """
     helper.clean_all()
+    # The official script's helper (CodeFormer's facelib) enlarges a photo under 512 px on its shorter side before
+    # finding faces; facexlib's does not, so it is done here, the given faces scaled with it.
+    scale = max(1.0, FACE_SIZE / min(image_bgr.shape[:2]))
+    if scale > 1.0:
+        image_bgr = cv2.resize(image_bgr, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     helper.read_image(image_bgr)
-    helper.det_faces = [np.asarray(box, np.float32) for box, _ in faces]
-    helper.all_landmarks_5 = [np.asarray(points, np.float32) for _, points in faces]
+    helper.det_faces = [np.asarray(box, np.float32) * np.float32([scale] * 4 + [1]) for box, _ in faces]
+    helper.all_landmarks_5 = [np.asarray(points, np.float32) * np.float32(scale) for _, points in faces]
     with clock.stage("align", ""):
         helper.align_warp_face()
     with clock.stage("network", ""):

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .network.precision import Precision, fast_mode_precision
+from .network.cpu_kernels import decide_cpu_kernels
+from .network.precision import Precision, fast_mode_precision, precision_summary
 from .settings import Settings
 
 CPU_CORE_SECONDS_PER_FACE = 20.0
@@ -30,12 +31,14 @@ ZERO_GPU_CONCURRENCY = 2
 @dataclass(frozen=True)
 class HardwareProfile:
     """label: the device as a person reads it. fast_precision: what requests not asked to be exact decode in.
-    concurrency: requests the queue runs at once. seconds_per_face: what a visitor should expect."""
+    concurrency: requests the queue runs at once. seconds_per_face: what a visitor should expect. cpu_kernels: on
+    a CPU, the convolution kernels it runs and how they were chosen."""
 
     label: str
     fast_precision: Precision
     concurrency: int
     seconds_per_face: float
+    cpu_kernels: str | None = None
 
     @classmethod
     def detect(cls, device: torch.device, settings: Settings) -> "HardwareProfile":
@@ -52,7 +55,8 @@ class HardwareProfile:
             return cls(f"{properties.name} ({memory_gib:.0f} GB)", precision, concurrency, GPU_SECONDS_PER_FACE)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         # One CPU request already uses every core: a second would only slow both down.
-        return cls(f"CPU ({cores} cores)", precision, 1, CPU_CORE_SECONDS_PER_FACE / cores)
+        kernels = decide_cpu_kernels(settings.cpu_kernels, settings.cpu_kernels_cache).describe()
+        return cls(f"CPU ({cores} cores)", precision, 1, CPU_CORE_SECONDS_PER_FACE / cores, kernels)
 
     def summary(self) -> str:
         """One line for the page: device, precision, expected time per face."""
@@ -60,11 +64,6 @@ class HardwareProfile:
             expected = "well under a second per face"
         else:
             expected = f"about {self.seconds_per_face:.0f} s per face"
-        return f"Running on {self.label}, {precision_summary(self.fast_precision)}: {expected}."
+        kernels = f", {self.cpu_kernels}" if self.cpu_kernels else ""
+        return f"Running on {self.label}, {precision_summary(self.fast_precision)}{kernels}: {expected}."
 
-
-def precision_summary(fast_precision: Precision) -> str:
-    """What a run not asked to be exact computes in, in a few words."""
-    if fast_precision == "float32":
-        return "exact float32"
-    return f"fast mode (codes in float32, decoder in {fast_precision})"

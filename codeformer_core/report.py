@@ -37,6 +37,8 @@ class Report:
     adjustments: list[str] = field(default_factory=list)  # changes we made to the request, e.g. a lowered upscale
     notices: list[str] = field(default_factory=list)  # things the user should know, e.g. "no face found"
     reused: list[str] = field(default_factory=list)  # stages served from the cache of an earlier run
+    precision: str = "exact float32"  # e.g. "fast mode (codes in float32, decoder in bf16)"
+    cpu_kernels: str | None = None  # on a CPU, which convolution kernels ran and how they were chosen
 
     @property
     def faces_restored(self) -> int:
@@ -67,6 +69,7 @@ class Report:
             lines.append("Reused from the previous run: " + ", ".join(self.reused) + ".")
         lines.extend(self.adjustments)
         lines.extend(self.notices)
+        lines.append(f"Ran in {self.precision}" + (f", {self.cpu_kernels}" if self.cpu_kernels else "") + ".")
         return "\n".join(lines)
 
 

@@ -14,8 +14,8 @@ from typing import Literal
 from .errors import InvalidOptionError
 from .options import check_choice
 
-CpuKernels = Literal["fast", "plain"]
-CPU_KERNELS: tuple[CpuKernels, ...] = ("fast", "plain")
+CpuKernels = Literal["auto", "winograd", "channels-last", "plain"]
+CPU_KERNELS: tuple[CpuKernels, ...] = ("auto", "winograd", "channels-last", "plain")
 Backend = Literal["auto", "torch", "onnxruntime"]
 BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
 FastPrecision = Literal["auto", "bf16", "fp16", "float32"]
@@ -83,8 +83,11 @@ class Settings:
     """What the environment decides for a whole process.
 
     weights_dir: where pretrained files are looked up and placed (CODEFORMER_WEIGHTS_DIR).
-    cpu_kernels: "fast" runs CPU convolutions through NNPACK's Winograd kernels, "plain" through torch's own,
-      which need less memory (CODEFORMER_CPU_KERNELS).
+    cpu_kernels: which convolution kernels the CPU's float32 passes run with: "auto" (timed once on the machine,
+      `network/cpu_kernels.py`), "winograd" (NNPACK), "channels-last" (oneDNN on N x H x W x C features) or
+      "plain" (torch's defaults) (CODEFORMER_CPU_KERNELS).
+    cpu_kernels_cache: where "auto" keeps its decision per machine (CODEFORMER_CPU_KERNELS_CACHE, else
+      $XDG_CACHE_HOME/codeformer/cpu-kernels.json, ~/.cache when XDG_CACHE_HOME is unset).
     backend: what runs the CodeFormer network: "torch", "onnxruntime" (its exported graphs; needs
       requirements-onnx.txt), or "auto", which is torch on every device (CODEFORMER_BACKEND).
     fast_precision: what fast mode (every run not asked to be exact) decodes in: "auto", bf16 where the device
@@ -100,7 +103,8 @@ class Settings:
 
     weights_dir: Path = DEFAULT_WEIGHTS_DIR
     hub: HubSettings = field(default_factory=HubSettings)
-    cpu_kernels: CpuKernels = "fast"
+    cpu_kernels: CpuKernels = "auto"
+    cpu_kernels_cache: Path = field(default_factory=lambda: kernels_cache_file({}))
     backend: Backend = "auto"
     fast_precision: FastPrecision = "auto"
     max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
@@ -109,7 +113,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
-        kernels = environ.get("CODEFORMER_CPU_KERNELS", "fast").strip().lower()
+        kernels = environ.get("CODEFORMER_CPU_KERNELS", "auto").strip().lower() or "auto"
         check_choice("CODEFORMER_CPU_KERNELS", kernels, CPU_KERNELS)
         backend = environ.get("CODEFORMER_BACKEND", "auto").strip().lower() or "auto"
         check_choice("CODEFORMER_BACKEND", backend, BACKENDS)
@@ -119,12 +123,21 @@ class Settings:
             weights_dir=Path(environ.get("CODEFORMER_WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR).expanduser(),
             hub=HubSettings.from_env(environ),
             cpu_kernels=kernels,  # type: ignore[arg-type] - checked against CPU_KERNELS just above
+            cpu_kernels_cache=kernels_cache_file(environ),
             backend=backend,  # type: ignore[arg-type] - checked against BACKENDS just above
             fast_precision=fast_precision,  # type: ignore[arg-type] - checked against FAST_PRECISIONS just above
             max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
             on_space=bool(environ.get("SPACE_ID")),
             zero_gpu=_is_true(environ.get("SPACES_ZERO_GPU", "")),
         )
+
+
+def kernels_cache_file(environ: Mapping[str, str]) -> Path:
+    """Where the CPU kernel probe keeps its decisions: CODEFORMER_CPU_KERNELS_CACHE, else under XDG_CACHE_HOME."""
+    if environ.get("CODEFORMER_CPU_KERNELS_CACHE"):
+        return Path(environ["CODEFORMER_CPU_KERNELS_CACHE"]).expanduser()
+    cache_home = environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache_home).expanduser() / "codeformer" / "cpu-kernels.json"
 
 
 def _is_true(text: str) -> bool:

@@ -3,7 +3,7 @@
 Their widgets are never shown: they only give the endpoints their types, defaults and labels (Gradio takes the
 parameter names from the handlers' signatures). Images arrive as bytes so that `codeformer_core.images` is the only
 decoder that sees them. /restore's face choices come last, with
-defaults, so clients written before them keep working.
+defaults, so clients written before them keep working; `exact` comes after them on every endpoint.
 """
 
 import dataclasses
@@ -50,13 +50,14 @@ def build_api_endpoints(pipeline: ImageRestorer, files: RequestFiles) -> None:
         only_center_face = gr.Checkbox(False, label="only_center_face")
         face_fidelities = gr.Textbox("", label="face_fidelities")
         skip_faces = gr.Textbox("", label="skip_faces")
+        exact = gr.Checkbox(False, label="exact")
         outputs = ApiResult(result=gr.Image(type="filepath", format="png", label="result"),
                             report=gr.Textbox(label="report"))
     settings = [upscale, aligned, background_enhance, face_upsample, detector, only_center_face]
     endpoints = [
-        ("restore", api.restore, [image, fidelity, *settings, face_fidelities, skip_faces]),
-        ("colorize", api.colorize, [image, *settings]),
-        ("inpaint", api.inpaint, [image, *settings, mask]),
+        ("restore", api.restore, [image, fidelity, *settings, face_fidelities, skip_faces, exact]),
+        ("colorize", api.colorize, [image, *settings, exact]),
+        ("inpaint", api.inpaint, [image, *settings, mask, exact]),
     ]
     for name, handler, inputs in endpoints:
         gr.on([], handler, inputs=inputs, outputs=list(outputs), api_name=name, concurrency_id=PIPELINE_GROUP)
@@ -81,12 +82,14 @@ class ApiHandlers:
         only_center_face: bool,
         face_fidelities: str = "",
         skip_faces: str = "",
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> ApiResult:
         """/restore -> (restored PNG, report). Faces are numbered from 0 in the order the report lists them (stable
         for one image and detector). face_fidelities: faces with their own w, e.g. "1=0.8, 2=0.3"; skip_faces:
-        faces that keep their original pixels, e.g. "0, 3"."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        faces that keep their original pixels, e.g. "0, 3". exact: float32 through the whole network,
+        bit-faithful to the official code (slower)."""
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
         options = make_options("restore", fidelity, values)
         with user_errors():
             options = dataclasses.replace(
@@ -105,10 +108,11 @@ class ApiHandlers:
         face_upsample: bool,
         detector: str,
         only_center_face: bool,
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> ApiResult:
         """/colorize -> (colorized PNG, report)."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
         return self._run(image, None, make_options("colorize", 0.0, values), progress)
 
     def inpaint(
@@ -121,11 +125,12 @@ class ApiHandlers:
         detector: str,
         only_center_face: bool,
         mask: bytes | None = None,
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> ApiResult:
         """/inpaint -> (inpainted PNG, report). mask (optional): white marks the holes; without it, the image's
         pure-white pixels are the holes."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
         return self._run(image, mask, make_options("inpaint", 1.0, values), progress)
 
     def _run(

@@ -69,12 +69,13 @@ class BatchHandler:
         face_upsample: bool,
         detector: str,
         only_center_face: bool,
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> BatchResult:
         """Every photo through the pipeline with the same options; a failure is listed and the others finish."""
         if not photos:
             raise gr.Error(NO_FILES)
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
         options = make_options(task, fidelity, values)
         # Gradio keeps each upload under its original file name: that name is what the user recognises.
         inputs = [(Path(photo).name, Path(photo)) for photo in photos]

@@ -166,10 +166,11 @@ class PhotoPage:
         face_upsample: bool,
         detector: str,
         only_center_face: bool,
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> PhotoResult:
         """The Run button: the photo (or, for inpaint, the editor's photo and strokes) with the chosen options."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face)
+        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
         options = make_options(task, fidelity, values)
         if task == "inpaint" and editor is not None and editor.get("background") is not None:
             image, mask = editor_image_and_mask(editor)

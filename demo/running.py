@@ -63,6 +63,7 @@ class OptionValues(NamedTuple):
     face_upsample: bool
     detector: str
     only_center_face: bool
+    exact: bool = False
 
 
 def make_options(task: str, fidelity: float, values: OptionValues) -> RestoreOptions:
@@ -77,6 +78,7 @@ def make_options(task: str, fidelity: float, values: OptionValues) -> RestoreOpt
             face_upsample=bool(values.face_upsample),
             detector=values.detector,
             only_center_face=bool(values.only_center_face),
+            exact=bool(values.exact),
         )
 
 

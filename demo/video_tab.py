@@ -73,12 +73,13 @@ class VideoHandler:
         face_upsample: bool,
         detector: str,
         only_center_face: bool,
+        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> VideoResult:
         """The restored mp4 and a summary."""
         if not video:
             raise gr.Error(NO_VIDEO)
-        values = OptionValues(upscale, False, background_enhance, face_upsample, detector, only_center_face)
+        values = OptionValues(upscale, False, background_enhance, face_upsample, detector, only_center_face, exact)
         options = make_options(task, fidelity, values)
         directory = self.files.new_request()
         destination = directory / f"{safe_stem(Path(video).name) or 'video'}_restored.mp4"

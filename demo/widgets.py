@@ -41,4 +41,7 @@ def option_widgets(prefix: str | None, *, aligned: bool, upscale: int) -> list[g
                     elem_id=_elem_id(prefix, "face-upsample")),
         gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="Face detector", elem_id=_elem_id(prefix, "detector")),
         gr.Checkbox(False, label="Only the face nearest the centre", elem_id=_elem_id(prefix, "only-center-face")),
+        gr.Checkbox(False, label="Exact float32 (slower)", elem_id=_elem_id(prefix, "exact"),
+                    info="Bit-faithful to the official code. Off, the decoder runs in bf16 where this machine computes "
+                         "it natively; the faces keep the same codes either way."),
     ]

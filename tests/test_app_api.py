@@ -15,6 +15,7 @@ from gradio_client.exceptions import AppError
 
 import app
 from codeformer_core.images import read_image_array
+from codeformer_core.network import reduced_precision
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings
 from codeformer_core.weights import WeightStore
@@ -55,6 +56,17 @@ def test_restore_returns_a_png_and_a_report(client):
     assert restored.shape == face.shape == (512, 512, 3)
     assert np.abs(restored.astype(int) - face.astype(int)).mean() > 1.0
     assert report.startswith("restore: 1 of 1 face(s) processed")
+
+
+def test_exact_float32_is_asked_for_by_name_and_said_in_the_report(client):
+    _, fast_report = client.predict(handle_file(FACE), **aligned_settings(), api_name="/restore")
+    exact_path, exact_report = client.predict(handle_file(FACE), **aligned_settings(), exact=True, api_name="/restore")
+
+    assert "\nRan in exact float32, " in exact_report and read_png(exact_path).shape == (512, 512, 3)
+    fast = "exact float32" if reduced_precision("cpu") == "float32" else "fast mode (codes in float32, decoder in bf16)"
+    assert f"\nRan in {fast}, " in fast_report
+    _, colorized = client.predict(handle_file(GRAY_FACE), **aligned_settings(), exact=True, api_name="/colorize")
+    assert "\nRan in exact float32, " in colorized
 
 
 def test_restore_takes_face_choices_and_reports_each_face(client):

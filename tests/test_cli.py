@@ -226,3 +226,12 @@ def test_several_face_fidelity_flags_are_merged_into_one_list_by_face(tmp_path):
 
     assert isinstance(options, RestoreOptions)
     assert options.face_fidelities == ((0, 0.2), (1, 0.8), (3, 1.0))
+
+
+def test_exact_is_asked_for_by_a_flag_and_fast_mode_is_the_default(tmp_path):
+    parser = cli.build_parser()
+
+    default = cli.options_from(parser.parse_args(["restore", "photo.png", "-o", str(tmp_path)]))
+    exact = cli.options_from(parser.parse_args(["colorize", "photo.png", "-o", str(tmp_path), "--exact"]))
+
+    assert not default.exact and exact.exact and exact.task == "colorize"

@@ -29,7 +29,11 @@ from .test_video import audio_stream_count, decoded_frames, write_clip
 NEEDS_RAY = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray is an optional extra: pip install -r requirements-ray.txt"
 )
-CHEAP = ["--detector", "dlib", "--no-parse", "-s", "1", "--device", "cpu"]
+# Exact float32: an actor runs on fewer threads than a single process, and oneDNN's sums depend on the thread count:
+# in bf16 by many grey levels, in float32 by at most one (`same_pictures`).
+CHEAP = ["--detector", "dlib", "--no-parse", "-s", "1", "--device", "cpu", "--exact"]
+THREADS_GAP = 1
+"""Grey levels a restored face may differ by between processes on different thread counts (float32 rounding)."""
 FACES = ("03.jpg", "05.jpg")
 CORRUPT = "06_cut_short.jpg"
 
@@ -80,6 +84,16 @@ def archive_results(local_ray, archive, weights, tmp_path_factory):
     return {"single": single, "ray": on_ray, "codes": codes, "summary": json.loads(summary.read_text())}
 
 
+def same_pictures(first: Path, second: Path) -> bool:
+    """The same picture: equal files, or PNGs whose pixels differ by at most THREADS_GAP grey levels."""
+    if first.read_bytes() == second.read_bytes():
+        return True
+    a, b = cv2.imread(str(first), cv2.IMREAD_UNCHANGED), cv2.imread(str(second), cv2.IMREAD_UNCHANGED)
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    return int(np.abs(a.astype(int) - b).max()) <= THREADS_GAP
+
+
 @NEEDS_RAY
 def test_twelve_photos_on_two_actors_equal_the_single_process_results_file_for_file(archive_results):
     single, on_ray, summary = archive_results["single"], archive_results["ray"], archive_results["summary"]
@@ -87,7 +101,7 @@ def test_twelve_photos_on_two_actors_equal_the_single_process_results_file_for_f
     names = sorted(path.name for path in single.iterdir())
     assert len(names) == 12 and sorted(path.name for path in on_ray.iterdir()) == names
     for name in names:
-        assert (on_ray / name).read_bytes() == (single / name).read_bytes(), name
+        assert same_pictures(on_ray / name, single / name), name
     assert cv2.imread(str(on_ray / "03.png")).shape[0] == 512  # enlarged to a shorter side of 512
     assert (summary["done"], summary["skipped"], summary["faces"], summary["actors"]) == (12, 0, 2, 2)
     assert len(summary["no_face"]) == 10
@@ -125,7 +139,7 @@ def test_a_rerun_after_a_kill_does_only_what_is_missing(archive_results, archive
     assert (report["done"], report["skipped"], report["leftovers_removed"]) == (3, 9, 1)
     assert sorted(path.name for path in output.iterdir()) == sorted(p.name for p in archive_results["single"].iterdir())
     for path in output.iterdir():
-        assert path.read_bytes() == (archive_results["single"] / path.name).read_bytes(), path.name
+        assert same_pictures(path, archive_results["single"] / path.name), path.name
     assert {name: (output / name).stat().st_mtime_ns for name in untouched} == untouched
 
 
@@ -146,7 +160,9 @@ def test_a_60_frame_video_split_over_two_actors_equals_the_single_process_video(
     assert (single_code, ray_code) == (0, 0)
     single, on_ray = decoded_frames(tmp_path / "single" / "clip.mp4"), decoded_frames(tmp_path / "ray" / "clip.mp4")
     assert len(on_ray) == len(single) == 60
-    assert all(np.array_equal(a, b) for a, b in zip(on_ray, single))
+    # Only the frame with a face may differ: by float32 rounding before H.264, which spreads it over the block.
+    gaps = [float(np.abs(a.astype(int) - b).mean()) for a, b in zip(on_ray, single, strict=True)]
+    assert gaps.count(0.0) >= 59 and max(gaps) < 2.0, gaps
     assert audio_stream_count(tmp_path / "ray" / "clip.mp4") == 1
     report = json.loads(summary.read_text())
     assert (report["done"], report["frames"], report["faces"]) == (1, 60, 1)

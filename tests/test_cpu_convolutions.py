@@ -128,13 +128,6 @@ def test_swaps_only_suitable_convolutions_and_keeps_the_parameters() -> None:
     assert all(torch.equal(after[name], before[name]) for name in before)
 
 
-def test_plain_kernels_leave_the_convolutions_alone() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))
-    assert use_fast_cpu_convolutions(model, "plain") == 0
-    assert type(model[0]) is nn.Conv2d
-    assert use_fast_cpu_convolutions(model, "fast") == 1
-
-
 def test_a_torch_without_nnpack_runs_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(torch, "_nnpack_spatial_convolution")
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1))

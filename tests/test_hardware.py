@@ -18,16 +18,19 @@ from demo import build_demo
 from .conftest import SAMPLES
 
 
-def test_a_cpu_without_native_bf16_runs_one_request_at_a_time_in_exact_float32(monkeypatch):
+def test_a_cpu_runs_one_request_at_a_time_and_says_its_mode_and_kernels(monkeypatch, tmp_path):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    settings = Settings(cpu_kernels="winograd", cpu_kernels_cache=tmp_path / "kernels.json")
 
-    profile = HardwareProfile.detect(torch.device("cpu"), Settings())
+    profile = HardwareProfile.detect(torch.device("cpu"), settings)
 
     assert (profile.label, profile.fast_precision, profile.concurrency) == ("CPU (2 cores)", "float32", 1)
-    assert profile.summary() == "Running on CPU (2 cores), exact float32: about 10 s per face."
+    assert profile.summary() == ("Running on CPU (2 cores), exact float32, winograd kernels (set by "
+                                 "CODEFORMER_CPU_KERNELS): about 10 s per face.")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
-    assert HardwareProfile.detect(torch.device("cpu"), Settings()).fast_precision == "bf16"
+    assert HardwareProfile.detect(torch.device("cpu"), settings).summary().startswith(
+        "Running on CPU (2 cores), fast mode (codes in float32, decoder in bf16), winograd kernels")
 
 
 def test_a_gpu_decodes_in_bf16_where_native_and_runs_as_many_requests_as_its_memory_holds(monkeypatch):
@@ -78,12 +81,27 @@ def test_fast_mode_decodes_at_the_pipelines_precision_and_exact_runs_float32(sta
 
 def test_the_page_says_what_it_runs_on(tmp_path):
     pipeline = Pipeline(WeightStore(tmp_path / "weights", hub=HubSettings(offline=True)), device="cpu")
-    profile = HardwareProfile("CPU (2 cores)", "float32", 1, 10.0)
+    profile = HardwareProfile("CPU (2 cores)", "bf16", 1, 10.0, "channels-last kernels (probed on this machine)")
 
     page = build_demo(pipeline, Settings(), profile)
 
     lines = [block.value for block in page.blocks.values() if isinstance(block, gr.Markdown)]
-    assert "Running on CPU (2 cores), exact float32: about 10 s per face." in lines
+    assert ("Running on CPU (2 cores), fast mode (codes in float32, decoder in bf16), channels-last kernels (probed "
+            "on this machine): about 10 s per face.") in lines
+
+
+def test_a_cpu_without_native_bf16_runs_exact_float32_when_not_asked_to(stand_in_weights, monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    weights = WeightStore(stand_in_weights("codeformer.pth"), hub=HubSettings(offline=True))
+    seen = []
+    original = CodeFormer.decode
+    monkeypatch.setattr(CodeFormer, "decode", lambda net, encoded, w, precision="float32":
+                        seen.append(precision) or original(net, encoded, w, precision))
+    pipeline = Pipeline(weights, "cpu")
+
+    report = pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True)).report
+
+    assert pipeline.fast_precision == "float32" and seen == ["float32"] and report.precision == "exact float32"
 
 
 def test_the_app_takes_its_queue_concurrency_from_the_hardware(monkeypatch):

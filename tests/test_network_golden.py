@@ -5,6 +5,7 @@ so matching the reference also proves that decode(encode(x)) is the reference's 
 `forward` to pin that entry point as well.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,10 +13,16 @@ import pytest
 import torch
 
 from codeformer_core.compat import nnpack_available
+from codeformer_core.images import read_image
 from codeformer_core.layouts import TASKS
-from codeformer_core.network import CodeFormer, build_network, composite_inpainting
+from codeformer_core.network import CodeFormer, build_network, composite_inpainting, reduced_precision
+from codeformer_core.network.batches import tensor_to_crops
 from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
-from codeformer_core.testing.golden import golden_input, golden_state_dict, manifest, reference_arrays
+from codeformer_core.options import RestoreOptions
+from codeformer_core.pipeline import Pipeline
+from codeformer_core.settings import HubSettings
+from codeformer_core.testing.golden import golden_dir, golden_input, golden_state_dict, manifest, reference_arrays
+from codeformer_core.weights import WeightStore
 
 FEATURE_TOLERANCE = 1e-4
 OUTPUT_TOLERANCE = 1e-3  # times max |reference|
@@ -154,3 +161,43 @@ def test_fast_cpu_convolutions_keep_codes_exact_and_features_within_bound(nnpack
     assert np.abs(encoded.lq_feat.numpy() - reference["lq_feat"]).max() <= FEATURE_TOLERANCE
     expected = reference["out_w0.5"]
     assert np.abs(out.numpy() - expected).max() <= OUTPUT_TOLERANCE * np.abs(expected).max()
+
+
+PIPELINE_FIDELITY = {"restore": 0.5, "colorize": 0.0, "inpaint": 1.0}
+PIPELINE_REFERENCE = {"restore": "out_w0.5", "colorize": "out_w0", "inpaint": "composite_w1"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_pipeline_in_fast_mode_keeps_float32s_codes_and_exact_mode_meets_the_golden_outputs(
+    task: str, official_checkpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fast mode at this machine's reduced precision (bf16 where native, as on the development and CI machines).
+    store = WeightStore(official_checkpoint(task).parent, hub=HubSettings(offline=True))
+    pipeline = Pipeline(store, "cpu")
+    codes, decodes = [], []
+    encode, decode = CodeFormer.encode, CodeFormer.decode
+
+    def recording_encode(net: CodeFormer, x: torch.Tensor, adain: bool = True, precision: str = "float32"):
+        encoded = encode(net, x, adain, precision)
+        codes.append(encoded.idx[0].numpy())
+        return encoded
+
+    def recording_decode(net: CodeFormer, encoded, w: float, precision: str = "float32") -> torch.Tensor:
+        decodes.append(precision)
+        return decode(net, encoded, w, precision)
+
+    monkeypatch.setattr(CodeFormer, "encode", recording_encode)
+    monkeypatch.setattr(CodeFormer, "decode", recording_decode)
+    face = read_image(golden_dir() / f"{task}_input.png")
+    options = RestoreOptions(task=task, aligned=True, fidelity=PIPELINE_FIDELITY[task], upscale=1)
+
+    pipeline.run(face, options)
+    exact = pipeline.run(face, dataclasses.replace(options, exact=True))
+
+    reference = reference_arrays(task)
+    assert decodes == [reduced_precision("cpu"), "float32"] and len(codes) == 2  # each mode encodes once
+    for idx in codes:
+        np.testing.assert_array_equal(idx, reference["idx"])
+    expected = tensor_to_crops(torch.from_numpy(reference[PIPELINE_REFERENCE[task]]))[0]
+    gap = np.abs(exact.faces[0].astype(int) - expected)
+    assert gap.max() <= 1 and gap.mean() < 0.05

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codeformer_core.compat import nnpack_available
 from codeformer_core.errors import (
     CheckpointMismatchError,
     CorruptWeightsError,
@@ -33,6 +34,7 @@ from codeformer_core.network.codeformer import (
     adaptive_instance_normalization,
     network_skeleton,
 )
+from codeformer_core.network.cpu_convolutions import CpuConv2d
 from codeformer_core.network.loading import checkpoint_task, load_network
 from codeformer_core.network.precision import (
     computing_at,
@@ -554,13 +556,21 @@ def test_encoded_faces_select_out_of_range_and_to_device() -> None:
     assert torch.equal(moved.skips[32], encoded.skips[32]) and moved.idx.dtype == torch.int64
 
 
-@pytest.mark.parametrize(("device", "kernels", "layout"), [
-    ("cuda", "fast", torch.contiguous_format),  # measured faster on an H100 than channels_last (results-cuda.md)
-    ("cpu", "plain", torch.channels_last),  # oneDNN without NNPACK's kernels
+@pytest.mark.parametrize(("device", "kernels", "layout", "winograd"), [
+    # The default layout measured faster on CUDA than channels_last (results-cuda.md), in bf16 too.
+    ("cuda", "channels-last", torch.contiguous_format, False),
+    ("cpu", "channels-last", torch.channels_last, False),
+    ("cpu", "plain", torch.contiguous_format, False),
+    ("cpu", "winograd", torch.contiguous_format, True),
 ])
-def test_the_pipeline_runs_the_decoder_in_each_devices_faster_layout(device: str, kernels: str, layout) -> None:
+def test_the_pipeline_tunes_the_network_as_the_kernel_decision_says(
+    device: str, kernels: str, layout, winograd: bool
+) -> None:
     models = Models(weights=None, device=torch.device(device), cpu_kernels=kernels)
-    assert models._tuned(network_skeleton("restore")).decoder_memory_format == layout
+    net = network_skeleton("restore").to_empty(device="cpu") if device == "cpu" else network_skeleton("restore")
+    tuned = models._tuned(net)
+    assert tuned.decoder_memory_format == layout
+    assert any(isinstance(layer, CpuConv2d) for layer in tuned.modules()) is (winograd and nnpack_available())
 
 
 def test_group_norm_under_autocast_runs_outside_it_at_the_inputs_precision(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ def test_an_empty_environment_gives_the_defaults():
     settings = Settings.from_env({})
 
     assert settings == Settings()
-    assert settings.weights_dir == Path("weights") and settings.cpu_kernels == "fast" and settings.backend == "auto"
+    assert settings.weights_dir == Path("weights") and settings.cpu_kernels == "auto" and settings.backend == "auto"
+    assert settings.fast_precision == "auto"
     assert settings.max_video_seconds == 60 and not settings.on_space
     assert settings.hub.repo == DEFAULT_HUB_REPO and settings.hub.endpoint == "https://huggingface.co"
     assert not settings.hub.offline
@@ -22,6 +23,8 @@ def test_every_variable_is_read():
     settings = Settings.from_env({
         "CODEFORMER_WEIGHTS_DIR": "/data/weights",
         "CODEFORMER_CPU_KERNELS": " Plain ",
+        "CODEFORMER_CPU_KERNELS_CACHE": "/tmp/kernels.json",
+        "CODEFORMER_FAST_PRECISION": "FP16",
         "CODEFORMER_BACKEND": "OnnxRuntime",
         "CODEFORMER_MAX_VIDEO_SECONDS": "12.5",
         "SPACE_ID": "someone/codeformer",
@@ -33,6 +36,7 @@ def test_every_variable_is_read():
     })
 
     assert settings.weights_dir == Path("/data/weights") and settings.cpu_kernels == "plain"
+    assert settings.cpu_kernels_cache == Path("/tmp/kernels.json") and settings.fast_precision == "fp16"
     assert settings.backend == "onnxruntime"
     assert settings.max_video_seconds == 12.5 and settings.on_space
     hub = settings.hub
@@ -49,7 +53,10 @@ def test_the_video_limit_can_be_lifted(text, seconds):
 @pytest.mark.parametrize(
     "variable, value, message",
     [
-        ("CODEFORMER_CPU_KERNELS", "turbo", "CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"),
+        ("CODEFORMER_CPU_KERNELS", "turbo",
+         "CODEFORMER_CPU_KERNELS must be one of auto, winograd, channels-last, plain; got 'turbo'"),
+        ("CODEFORMER_FAST_PRECISION", "half",
+         "CODEFORMER_FAST_PRECISION must be one of auto, bf16, fp16, float32; got 'half'"),
         ("CODEFORMER_BACKEND", "tf",
          "CODEFORMER_BACKEND must be one of auto, torch, onnxruntime; got 'tf'"),
         ("CODEFORMER_MAX_VIDEO_SECONDS", "ten", "CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds"),
@@ -70,13 +77,15 @@ def test_the_cli_reports_a_bad_setting_in_one_line(monkeypatch, capsys, tmp_path
     code = cli.main(["restore", str(tmp_path), "-o", str(tmp_path / "out")])
 
     errors = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and errors == ["error: CODEFORMER_CPU_KERNELS must be one of fast, plain; got 'turbo'"]
+    assert code == 1 and errors == [
+        "error: CODEFORMER_CPU_KERNELS must be one of auto, winograd, channels-last, plain; got 'turbo'"]
 
 
 def test_the_hub_cache_follows_xdg_cache_home_when_hf_home_and_hf_hub_cache_are_unset():
     settings = Settings.from_env({"XDG_CACHE_HOME": "/var/cache/me"})
 
     assert settings.hub.cache_dir == Path("/var/cache/me/huggingface/hub")
+    assert settings.cpu_kernels_cache == Path("/var/cache/me/codeformer/cpu-kernels.json")
     assert Settings.from_env({"XDG_CACHE_HOME": "/var/cache/me", "HF_HOME": "/hf"}).hub.cache_dir == Path("/hf/hub")
 
 

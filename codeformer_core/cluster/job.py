@@ -11,6 +11,7 @@ Ray is imported here only when a job runs, so the command line works without it.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -28,6 +29,7 @@ from ..errors import CodeFormerError, InvalidOptionError, WeightsError
 from ..files import write_report
 from ..inputs import nothing_found
 from ..layouts import Mask
+from ..network.cpu_kernels import decide_cpu_kernels
 from ..options import RestoreOptions
 from ..settings import Settings
 from ..video import VideoResult, check_video, finish_video
@@ -61,6 +63,11 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
     summary.leftovers_removed = remove_leftovers(args.output)
     for line in plan.errors:
         print(f"error: {line}", file=sys.stderr)
+    if settings.cpu_kernels == "auto":
+        # Every actor computes with the kernels the probe chose here, whatever its own thread count would pick: a
+        # file's result then does not depend on which actor ran it.
+        decided = decide_cpu_kernels(settings.cpu_kernels, settings.cpu_kernels_cache).kernels
+        settings = dataclasses.replace(settings, cpu_kernels=decided)
     with _connected(ray, address), _unwrapped_engine_errors():
         actors = plan_actors(ray.cluster_resources(), args.actors, args.cpus_per_actor, args.device)
         summary.actors = actors.actors

@@ -6,8 +6,9 @@ product, which MKL's GEMM runs faster than oneDNN's convolution; on CPUs without
 take about half the time (bench/README.md, "Measurements behind the engine's constants"). The golden tests bound
 the numerical cost: every code index unchanged, logits and features well within the exact path's bound.
 
-Not everywhere: Real-ESRGAN's 32-channel convolutions ran slower through NNPACK, so callers choose the networks
-(see pipeline/models.py). Where this torch has no NNPACK (`compat.nnpack_available`), nothing is
+Not everywhere: on CPUs with AVX-512 oneDNN's kernels were faster, so the engine uses these only where the probe
+chose them (`cpu_kernels.py`); Real-ESRGAN's 32-channel convolutions ran slower through NNPACK, so callers choose the
+networks (see pipeline/models.py). Where this torch has no NNPACK (`compat.nnpack_available`), nothing is
 swapped. Everything else falls back to the module's own convolution: other devices, dtypes other
 than float32, autocast (reduced precision has its own kernels), autograd, and 3 x 3 maps smaller than MIN_SIDE.
 """
@@ -17,7 +18,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..compat import nnpack_available, nnpack_convolution
-from ..settings import CpuKernels
 from .swapping import swap_modules
 
 MIN_SIDE = 32
@@ -92,13 +92,13 @@ class CpuConv2d(nn.Conv2d):
         )
 
 
-def use_fast_cpu_convolutions(module: nn.Module, kernels: CpuKernels = "fast") -> int:
+def use_fast_cpu_convolutions(module: nn.Module) -> int:
     """Swap, in place, every ungrouped stride-1 nn.Conv2d inside `module` that is either 3 x 3 with zero padding
     or 1 x 1 without padding for a CpuConv2d sharing its parameters. Returns how many were swapped: 0 for a module
-    off the CPU, where NNPACK is unavailable (the 1 x 1 gain alone is too small to be worth a second code path),
-    or when `kernels` is "plain" (torch's own kernels: no NNPACK workspace, more time)."""
+    off the CPU, or where NNPACK is unavailable (the 1 x 1 gain alone is too small to be worth a second code
+    path)."""
     on_cpu = all(parameter.device.type == "cpu" for parameter in module.parameters())
-    if not (on_cpu and kernels == "fast" and nnpack_available()):
+    if not (on_cpu and nnpack_available()):
         return 0
     return swap_modules(module, _suits, _as_cpu_conv)
 

@@ -33,6 +33,13 @@ def fast_mode_precision(requested: FastPrecision, device: torch.device | str) ->
     return reduced_precision(device) if requested == "auto" else requested
 
 
+def precision_summary(decoder: Precision) -> str:
+    """What a run computes in, in a few words, given the precision its decoder runs at."""
+    if decoder == "float32":
+        return "exact float32"
+    return f"fast mode (codes in float32, decoder in {decoder})"
+
+
 def overflow_fallback(precision: Precision, device: torch.device) -> Precision:
     """What to run again in when results at `precision` overflowed: fp16's range ends at 65504, bf16 has
     float32's, so bf16 where the device computes it natively (CUDA from Ampere on, AMX/AVX512-BF16 CPUs), else

@@ -15,10 +15,11 @@ from ..layouts import Task
 from ..network import CodeFormer, FaceNetwork
 from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
+from ..network.cpu_kernels import KernelChoice
 from ..network.loading import load_network
 from ..network.reduced_weights import use_cast_once_weights
 from ..options import Detector
-from ..settings import Backend, CpuKernels
+from ..settings import Backend
 from ..weights.registry import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE
 from ..weights.sources import DownloadProgress
 
@@ -33,13 +34,17 @@ T = TypeVar("T")
 RETINAFACE_NETWORKS = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25": "mobile0.25"}
 
 
-
 class Models:
-    """weights: where files come from; device: where every model lives; cpu_kernels: which CPU convolutions run;
-    backend: what runs CodeFormer ("auto" resolved here, once: see network/backends.py)."""
+    """weights: where files come from; device: where every model lives; cpu_kernels: which kernels a CPU's
+    convolutions run with (decided by `network/cpu_kernels.py`); backend: what runs CodeFormer ("auto" resolved
+    here, once: see network/backends.py)."""
 
     def __init__(
-        self, weights: "WeightStore", device: torch.device, cpu_kernels: CpuKernels = "fast", backend: Backend = "auto"
+        self,
+        weights: "WeightStore",
+        device: torch.device,
+        cpu_kernels: KernelChoice = "plain",
+        backend: Backend = "auto",
     ) -> None:
         self.weights = weights
         self.device = device
@@ -81,7 +86,12 @@ class Models:
 
         def load(path: Path) -> FaceParser:
             parser = FaceParser.from_checkpoint(path, self.device)
-            use_fast_cpu_convolutions(parser.network, self.cpu_kernels)
+            if self.device.type != "cpu":
+                return parser
+            if self.cpu_kernels == "winograd":
+                use_fast_cpu_convolutions(parser.network)
+            if self.cpu_kernels == "channels-last":
+                parser.use_channels_last()
             return parser
 
         return self._from_file(PARSER_FILE, load, progress)
@@ -96,14 +106,14 @@ class Models:
     def _tuned(self, net: CodeFormer) -> CodeFormer:
         """The CodeFormer network's fastest convolutions on its device, all within the golden bounds
         (tests/test_network_golden.py runs each): on CUDA the default layout, which measured faster there
-        (bench/results-cuda.md), with fast mode's weights cast once (`reduced_weights`); on a CPU Winograd, else a
-        channels_last decoder (oneDNN's faster layout without NNPACK)."""
+        (bench/results-cuda.md), with fast mode's weights cast once (`reduced_weights`); on a CPU the kernels
+        `network/cpu_kernels.py` chose."""
         if self.device.type == "cuda":
             use_cast_once_weights(net)
             return net
-        if use_fast_cpu_convolutions(net, self.cpu_kernels):
-            return net
-        return net.use_channels_last()
+        if self.cpu_kernels == "winograd":
+            use_fast_cpu_convolutions(net)
+        return net.use_channels_last() if self.cpu_kernels == "channels-last" else net
 
     def _from_file(self, name: str, loader: Callable[[Path], T], progress: DownloadProgress | None) -> T:
         return self._once(name, lambda: self.weights.load(name, loader, progress=progress))

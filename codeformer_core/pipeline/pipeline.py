@@ -29,7 +29,8 @@ from ..layouts import FACE_SIZE, BGRImage, FaceCrop, Mask
 from ..memory import on_own_thread
 from ..network import EncodedFaces
 from ..network.batches import batch_size_for, decode_faces, encode_faces
-from ..network.precision import Precision, fast_mode_precision
+from ..network.cpu_kernels import decide_cpu_kernels
+from ..network.precision import Precision, fast_mode_precision, precision_summary
 from ..options import RestoreOptions, check_face_index, check_fidelity
 from ..report import FidelitySweep, RestoreResult, face_report
 from ..settings import Backend, CpuKernels, FastPrecision, Settings
@@ -86,12 +87,12 @@ class Pipeline:
     """Restores, colorizes or inpaints faces; safe to call from several threads (runs are serialised).
 
     weights: where pretrained files come from (default: ./weights, then the Hub). device: "auto" (CUDA when
-    present), "cpu" or "cuda[:N]". cpu_kernels: which CPU convolutions run; backend: what runs the CodeFormer
-    network, "torch", "onnxruntime" or "auto" (see `Settings`). fast_precision: what runs not
-    asked to be exact decode in ("auto": bf16 where the device computes it natively, else float32; see
-    `Settings`). max_faces: the most
-    faces one image may have restored (the largest are kept). cache_images: how many images' w-independent work is
-    kept for a later fidelity.
+    present), "cpu" or "cuda[:N]". cpu_kernels: which kernels a CPU's float32 convolutions run with ("auto":
+    timed once per machine and kept in cpu_kernels_cache; see `network/cpu_kernels.py`); backend: what runs the
+    CodeFormer network, "torch", "onnxruntime" or "auto" (see `Settings`). fast_precision: what runs not asked to
+    be exact decode in ("auto": bf16 where the device computes it natively, else float32; see `Settings`).
+    max_faces: the most faces one image may have restored (the largest are kept). cache_images: how many images'
+    w-independent work is kept for a later fidelity.
     """
 
     def __init__(
@@ -99,7 +100,8 @@ class Pipeline:
         weights: WeightStore | None = None,
         device: str | None = None,
         *,
-        cpu_kernels: CpuKernels = "fast",
+        cpu_kernels: CpuKernels = "auto",
+        cpu_kernels_cache: Path | None = None,
         backend: Backend = "auto",
         fast_precision: FastPrecision = "auto",
         max_faces: int = DEFAULT_MAX_FACES,
@@ -107,8 +109,12 @@ class Pipeline:
     ) -> None:
         self.device = resolve_device(device)
         self.fast_precision = fast_mode_precision(fast_precision, self.device)
+        self.cpu_kernels = (
+            decide_cpu_kernels(cpu_kernels, cpu_kernels_cache) if self.device.type == "cpu" else None
+        )
         self.weights = weights if weights is not None else WeightStore()
-        self.models = Models(self.weights, self.device, cpu_kernels, backend)
+        kernels = self.cpu_kernels.kernels if self.cpu_kernels else "plain"
+        self.models = Models(self.weights, self.device, kernels, backend)
         self.max_faces = max_faces
         self._prepared = PreparedCache(cache_images)
         self._run_lock = threading.Lock()
@@ -129,6 +135,7 @@ class Pipeline:
             WeightStore.from_settings(settings, weights_dir),
             device,
             cpu_kernels=settings.cpu_kernels,
+            cpu_kernels_cache=settings.cpu_kernels_cache,
             backend=backend or settings.backend,
             fast_precision=fast_precision or settings.fast_precision,
         )
@@ -178,6 +185,8 @@ class Pipeline:
         report's face list; a face left out keeps its original pixels.
         """
         state = RunState.begin(image, options, mask=mask, given=faces, progress=progress)
+        state.report.precision = precision_summary(self._precision(options))
+        state.report.cpu_kernels = self.cpu_kernels.describe() if self.cpu_kernels else None
         with self._run_lock, self._device_memory_errors():
             # 1. The working image: a large photo reduced, a small one enlarged, an aligned face at 512 px.
             state.fit_working_image()
