@@ -35,6 +35,7 @@ run: $(VENV)/.runtime-installed
 # chromium first: a machine that cannot have it hears so before the minutes of installing, not at the suite's end.
 test: chromium $(VENV)/.test-installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # The reference path needs the published architecture as spandrel packages it (bench only, not the app).
@@ -45,7 +46,7 @@ bench: $(VENV)/.runtime-installed
 # A fresh venv installed exactly as a Hugging Face Space builder installs requirements.txt, then the app started as
 # a Space and asked for one restore (downloads several GB; not part of `make test`).
 space-check: $(VENV)/.runtime-installed
-	$(BIN)/python tools/space_check.py
+	$(BIN)/python -m tools.space_check
 
 chromium:
 	@bash tools/ensure_chromium.sh

@@ -13,19 +13,19 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import gradio as gr
 import httpx
 from gradio.networking import GRADIO_API_SERVER
 
+from codeformer_core.commands.engine_arguments import add_engine_arguments, with_overrides
 from codeformer_core.device import resolve_device
 from codeformer_core.errors import CodeFormerError, WeightsError
 from codeformer_core.hardware import HardwareProfile
 from codeformer_core.images import DEFAULT_MAX_BYTES
 from codeformer_core.pipeline import ImageRestorer, Pipeline
-from codeformer_core.settings import BACKEND_HELP, BACKENDS, FAST_PRECISION_HELP, FAST_PRECISIONS, Settings
+from codeformer_core.settings import Settings
 from demo import build_demo
 from demo.notices import LIKELY_REQUESTS
 from demo.zerogpu import zero_gpu_restorer
@@ -39,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
     parser.add_argument("--port", type=int, help="port (default $GRADIO_SERVER_PORT, else the first free from 7860)")
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
-    parser.add_argument("--fast-precision", choices=FAST_PRECISIONS, default=None, help=FAST_PRECISION_HELP)
-    parser.add_argument("--weights-dir", type=Path,
-                        help="where pretrained files are looked up and downloaded (default $CODEFORMER_WEIGHTS_DIR, "
-                             "else ./weights)")
+    add_engine_arguments(parser)
     parser.add_argument("--max-queue", type=positive_int, default=DEFAULT_MAX_QUEUE,
                         help=f"requests that may wait in the queue; more are turned away (default {DEFAULT_MAX_QUEUE})")
     parser.add_argument("--concurrency", type=positive_int,
@@ -108,16 +103,13 @@ def share_server_problem() -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
-        if args.fast_precision:
-            settings = dataclasses.replace(settings, fast_precision=args.fast_precision)
+        settings = with_overrides(Settings.from_env(), args)
         if settings.zero_gpu:
             import spaces  # noqa: F401 - ZeroGPU patches torch's CUDA: it must come before anything touches CUDA
         profile = HardwareProfile.detect(resolve_device(args.device), settings)
-        pipeline = Pipeline.from_settings(
-            settings, device=args.device, weights_dir=args.weights_dir, backend=args.backend,
-            fast_precision=profile.fast_precision,
-        )
+        # The profile's precision, not "auto": on ZeroGPU it is known without asking CUDA, which only a GPU call may.
+        settings = dataclasses.replace(settings, fast_precision=profile.fast_precision)
+        pipeline = Pipeline.from_settings(settings, device=args.device)
     except CodeFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

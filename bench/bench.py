@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from bench_weights import default_cache_dir, ensure_bench_weights
 
-from codeformer_core.testing.shared_data import samples_dir
+from tests.support.shared_data import samples_dir
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -146,15 +146,17 @@ def _ours_aligned(device: torch.device, weights_dir: Path, _faces: list, *, exac
     from codeformer_core.images import read_image
     from codeformer_core.network.batches import crops_to_tensor
     from codeformer_core.options import RestoreOptions
+    from codeformer_core.pipeline import RestoreRequest
 
     codes = _recorded_codes()
     pipeline, load_time = _our_pipeline(device, weights_dir)
     image = read_image(ALIGNED_FACE)
     options = RestoreOptions(aligned=True, fidelity=FIDELITY, exact=exact)
-    first, first_time = _timed(lambda: pipeline.run(image, options), device)
-    again, again_time = _timed(lambda: pipeline.run(image, replace(options, fidelity=NEW_FIDELITY)), device)
+    first, first_time = _timed(lambda: pipeline.run(RestoreRequest(image, options)), device)
+    again_request = RestoreRequest(image, replace(options, fidelity=NEW_FIDELITY))
+    again, again_time = _timed(lambda: pipeline.run(again_request), device)
     # w = 0: the torch network skips the CFT blocks; an exported graph, which takes w as an input, cannot.
-    _, zero_time = _timed(lambda: pipeline.run(image, replace(options, fidelity=0.0)), device)
+    _, zero_time = _timed(lambda: pipeline.run(RestoreRequest(image, replace(options, fidelity=0.0))), device)
     arrays = {"face": first.faces[0], "idx": codes[0]}
     if exact:  # untimed: the network's raw output and logits, for the golden bounds against the reference's
         net = pipeline.models.codeformer("restore")
@@ -189,6 +191,7 @@ def _reference_whole(device: torch.device, weights_dir: Path, faces: list) -> Me
 def _ours_whole(device: torch.device, weights_dir: Path, faces: list, *, exact: bool = True) -> Measured:
     from codeformer_core.images import read_image
     from codeformer_core.options import RestoreOptions
+    from codeformer_core.pipeline import RestoreRequest
 
     codes = _recorded_codes()
     pipeline, load_time = _our_pipeline(device, weights_dir, detector=True, parser=True)
@@ -197,9 +200,10 @@ def _ours_whole(device: torch.device, weights_dir: Path, faces: list, *, exact: 
     # CPU: this identical detect call), and its faces are checked against the ones the reference path gets.
     _, detect = _timed(lambda: pipeline.models.detector("dlib").detect(image.bgr), device)
     options = RestoreOptions(fidelity=FIDELITY, upscale=UPSCALE, detector="dlib", background="none", exact=exact)
-    first, first_time = _timed(lambda: pipeline.run(image, options), device)
+    first, first_time = _timed(lambda: pipeline.run(RestoreRequest(image, options)), device)
     memory = _memory(device)  # before the second run: the peak of the end-to-end run alone
-    again, again_time = _timed(lambda: pipeline.run(image, replace(options, fidelity=NEW_FIDELITY)), device)
+    again_request = RestoreRequest(image, replace(options, fidelity=NEW_FIDELITY))
+    again, again_time = _timed(lambda: pipeline.run(again_request), device)
     detect = {"s": first.report.timings.get("detect", 0.0), "cpu_s": detect["cpu_s"]}
     found = np.array([face.landmarks for face in first.report.faces], np.float32)
     given = np.array([face["landmarks"] for face in faces], np.float32)
@@ -235,7 +239,7 @@ def _cuda_provider_only(child: Child) -> Child:
     """`child` on the onnxruntime backend with CUDA's execution provider alone (no TensorRT)."""
 
     def run(device: torch.device, weights_dir: Path, faces: list) -> Measured:
-        from codeformer_core.network import onnx_runtime
+        from codeformer_core.export import runtime as onnx_runtime
 
         onnx_runtime.GPU_PROVIDERS = ("CUDAExecutionProvider",)
         return child(device, weights_dir, faces)

@@ -13,7 +13,7 @@ The files go into a cache directory outside the repository (~570 MB), made once 
 The equivalence harness (official_equivalence.py) runs every official script, so it needs the other four official
 files as well (`ensure_equivalence_weights`, ~1.4 GB in all): the colorization and inpainting CodeFormers (golden
 fill), RetinaFace MobileNet-0.25 and Real-ESRGAN x2plus (fixed-seed initialisation), written by the test suite's
-writers (`codeformer_core/testing/checkpoint_files.py`).
+writers (`tests/support/checkpoint_files.py`).
 """
 
 import os
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from codeformer_core.testing.golden import write_official_checkpoint
+from tests.support.golden import write_official_checkpoint
 
 SEED = 20220923  # any fixed value: the files must be the same on every run
 CODEFORMER_FILE = "codeformer.pth"
@@ -61,7 +61,7 @@ def ensure_bench_weights(directory: Path) -> Path:
 def ensure_equivalence_weights(directory: Path) -> Path:
     """The benchmark's three files and `EQUIVALENCE_EXTRA_FILES` in `directory`; returns `directory`."""
     # Imported here: the writers pull in basicsr and facexlib, which bench.py never needs.
-    from codeformer_core.testing.checkpoint_files import WRITERS
+    from tests.support.checkpoint_files import WRITERS
 
     ensure_bench_weights(directory)
     return _write_missing(directory, {name: WRITERS[name] for name in EQUIVALENCE_EXTRA_FILES})

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from bench_weights import CODEFORMER_FILE, default_cache_dir
 
-from codeformer_core.testing.golden import write_official_checkpoint
-from codeformer_core.testing.shared_data import samples_dir
+from tests.support.golden import write_official_checkpoint
+from tests.support.shared_data import samples_dir
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 TURNS = (lambda f: f, lambda f: f[:, ::-1], lambda f: f[::-1], lambda f: f[::-1, ::-1])

@@ -19,7 +19,7 @@ import torch
 from codeformer_core.compat import cpu_has_native_bf16
 from codeformer_core.network import CodeFormer, EncodedFaces, Precision, build_network
 from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
-from codeformer_core.testing.golden import golden_input, golden_state_dict, reference_arrays
+from tests.support.golden import golden_input, golden_state_dict, reference_arrays
 
 FIDELITY = 0.5
 T = TypeVar("T")

@@ -53,7 +53,7 @@ from equivalence_compare import (
 )
 
 from codeformer_core.images import read_image
-from codeformer_core.testing.shared_data import samples_dir
+from tests.support.shared_data import samples_dir
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

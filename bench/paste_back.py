@@ -23,7 +23,7 @@ from codeformer_core.faces.alignment import estimate_alignment
 from codeformer_core.faces.paste import blend_faces, face_blend, paste_faces
 from codeformer_core.images import enlarge_small, read_image
 from codeformer_core.layouts import FACE_SIZE
-from codeformer_core.testing.shared_data import samples_dir
+from tests.support.shared_data import samples_dir
 
 FACES_FILE = Path(__file__).parent / "gpu_check" / "faces-00.json"
 UPSCALE = 2

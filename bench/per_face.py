@@ -23,9 +23,9 @@ from bench_weights import default_cache_dir, ensure_bench_weights
 
 from codeformer_core.images import read_image
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
-from codeformer_core.testing.shared_data import samples_dir
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.weights import WeightStore
+from tests.support.shared_data import samples_dir
 
 PHOTO = samples_dir() / "whole" / "00.jpg"  # 4 faces, enlarged to 811x512 as officially, output 1622x1024
 OPTIONS = RestoreOptions(detector="dlib", upscale=2, fidelity=0.5)  # parse-mask paste-back, no background model
@@ -72,7 +72,7 @@ def main() -> None:
     counted = Counted()
 
     def run(options: RestoreOptions) -> object:
-        return pipeline.run(photo, options, progress=counted.progress)
+        return pipeline.run(RestoreRequest(photo, options), progress=counted.progress)
 
     load_start = os.getloadavg()
     pipeline.models.codeformer("restore")  # loading is not what the rows measure
@@ -87,7 +87,7 @@ def main() -> None:
         ("every face at a new w (the main slider: four faces decoded)", args.repeat,
          lambda n: run(replace(OPTIONS, fidelity=0.8 + 0.01 * n))),
         ("compare face 3 at w = 0, 0.25, 0.5, 0.75, 1 (0.5 kept: four decodes)", 1,
-         lambda n: pipeline.fidelity_sweep(photo, OPTIONS, 3, progress=counted.progress)),
+         lambda n: pipeline.fidelity_sweep(RestoreRequest(photo, OPTIONS), 3, progress=counted.progress)),
     ]  # fmt: skip
     measured = [(name, *counted.best_of(repeat, render)) for name, repeat, render in rows]
     full = measured[0][1]

@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import CodeFormerError, WeightsError
 from .images import read_image, safe_stem, write_png
 from .options import RestoreOptions
-from .pipeline import ImageRestorer
+from .pipeline import ImageRestorer, RestoreRequest
 from .report import Report
 
 BatchSource = bytes | str | os.PathLike
@@ -69,7 +69,7 @@ def run_batch(
         if progress is not None:
             progress(index, len(inputs), name)
         try:
-            restored = restorer.run(read_image(source), options)
+            restored = restorer.run(RestoreRequest(read_image(source), options))
         except WeightsError:
             raise  # a missing or broken model file fails every photo alike: one clear error, not one per photo
         except CodeFormerError as error:

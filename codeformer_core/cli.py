@@ -6,7 +6,6 @@ succeeded; each failed input gets one line on stderr.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -16,8 +15,10 @@ from typing import Any
 from tqdm import tqdm
 
 from .cluster.arguments import add_cluster_arguments
+from .commands.download import add_download_arguments, run_download
+from .commands.engine_arguments import add_engine_arguments, with_overrides
+from .commands.export import add_export_arguments, run_export
 from .errors import CodeFormerError, InvalidOptionError
-from .export.cli import add_export_arguments, run_export
 from .faces.detection import DetectedFace, faces_from_report
 from .files import write_report
 from .images import encode_png, read_image
@@ -32,10 +33,9 @@ from .options import (
     parse_face_fidelities,
     parse_face_indices,
 )
-from .pipeline import Pipeline
-from .settings import BACKEND_HELP, BACKENDS, FAST_PRECISION_HELP, FAST_PRECISIONS, Settings
+from .pipeline import Pipeline, RestoreRequest
+from .settings import Settings
 from .video import restore_video
-from .weights.download_cli import add_download_arguments, run_download
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,10 +72,7 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="float32 through the whole network, bit-faithful to the official code (slower); by "
                         "default the decoder and face parser run in bf16 where the device has it natively")
-    parser.add_argument("--fast-precision", choices=FAST_PRECISIONS, default=None, help=FAST_PRECISION_HELP)
-    parser.add_argument("--weights-dir", type=Path, help="where pretrained files are looked up and downloaded")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--backend", choices=BACKENDS, default=None, help=BACKEND_HELP)
+    add_engine_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")
     parser.add_argument("--faces", metavar="0,1,3",
                         help="restore only these faces (numbered as the --json report lists them, from 0); the"
@@ -111,10 +108,7 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     options = options_from(args)
     mask = read_image(args.mask).bgr[..., 0].astype("float32") / 255.0 if getattr(args, "mask", None) else None
     _check_destinations(args.output, args.json)
-    if args.backend:  # in the settings, so that the Ray actors' pipelines get it too
-        settings = dataclasses.replace(settings, backend=args.backend)
-    if args.fast_precision:
-        settings = dataclasses.replace(settings, fast_precision=args.fast_precision)
+    settings = with_overrides(settings, args)
     if args.ray is not None:
         from .cluster.job import run_on_cluster  # Ray is an optional extra, imported only when asked for
 
@@ -122,7 +116,7 @@ def run_task(args: argparse.Namespace, settings: Settings) -> int:
     if args.faces_from and args.aligned:
         raise InvalidOptionError("--faces-from and --aligned exclude each other: an aligned face needs no landmarks.")
     given = _read_faces_report(args.faces_from) if args.faces_from else None
-    pipeline = Pipeline.from_settings(settings, device=args.device, weights_dir=args.weights_dir)
+    pipeline = Pipeline.from_settings(settings, device=args.device)
     files, errors = collect_inputs(args.inputs)
     if not files and not errors:
         errors.append(nothing_found(args.inputs))
@@ -195,7 +189,7 @@ def _restore_image_file(
     faces: list[DetectedFace] | None,
     output_dir: Path,
 ) -> dict[str, Any]:
-    result = pipeline.run(read_image(path), options, mask=mask, faces=faces)
+    result = pipeline.run(RestoreRequest(read_image(path), options, mask, None if faces is None else tuple(faces)))
     # The CLI runs on the user's own files, so their names are safe to reuse for the outputs.
     written = output_dir / f"{path.stem}.png"
     written.write_bytes(encode_png(result.image))

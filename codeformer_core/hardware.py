@@ -1,8 +1,8 @@
 """What the machine the app runs on can do, decided once at start-up: fast mode's precision, how many requests run at
 once, and the one line the page shows about it.
 
-The GPU figures come from the GPU check on an H100 (bench/results-cuda.md), the CPU figure from
-bench/results-cpu.md; bench/README.md ("Measurements behind the engine's constants") has the numbers.
+The figures are rounded up from measurements, so that a visitor is never promised too much; bench/README.md
+("Measurements behind the engine's constants") has the numbers behind each.
 """
 
 import os
@@ -18,11 +18,11 @@ CPU_CORE_SECONDS_PER_FACE = 20.0
 """CPU time for one face through detection, both network halves, parsing and paste-back, rounded up from the
 measurement in bench/README.md ("Measurements behind the engine's constants")."""
 GPU_SECONDS_PER_FACE = 0.1
-"""About four times an H100's whole-photo time per face in fast mode: room for smaller GPUs and for the work the
+"""About four times a large GPU's whole-photo time per face in fast mode: room for smaller GPUs and for the work the
 GPU check leaves out (detection, the Real-ESRGAN background)."""
 GPU_GIB_PER_REQUEST = 4.0
-"""One request's peak (four faces batched, ParseNet at 512 px) measured under 3 GiB, with room for a Real-ESRGAN
-tile; a GPU runs total memory / this many requests at once."""
+"""One request's peak (four faces batched, ParseNet at 512 px) with room for a Real-ESRGAN tile; a GPU runs total
+memory / this many requests at once."""
 MAX_GPU_CONCURRENCY = 4
 ZERO_GPU_CONCURRENCY = 2
 """Each ZeroGPU call gets its own GPU slice; the Space's own CPU still decodes uploads and writes results."""

@@ -1,10 +1,11 @@
-"""Per-call options, validated once where they are made, and the checks every entry point shares."""
+"""Per-call options, validated once where they are made (with the checks in `checks.py`)."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Literal
 
+from .checks import check_choice, check_face_index, check_fidelity
 from .errors import InvalidOptionError
 from .layouts import TASKS, Task, task_adain, task_fidelity
 
@@ -16,26 +17,6 @@ MAX_UPSCALE = 4
 
 FaceFidelities = tuple[tuple[int, float], ...]
 """(face index, w) pairs, sorted by index: the hashable form of a per-face fidelity mapping."""
-
-
-def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    """InvalidOptionError naming `name`, the choices and the value when `value` is not one of `choices`."""
-    if value not in choices:
-        raise InvalidOptionError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def check_fidelity(value: object, name: str = "fidelity") -> float:
-    """`value` as a float when it is a number in [0, 1]; InvalidOptionError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
-        raise InvalidOptionError(f"{name} must be a number between 0 and 1; got {value!r}")
-    return float(value)
-
-
-def check_face_index(index: int, count: int) -> None:
-    """InvalidOptionError naming the index and the image's face count when face `index` does not exist."""
-    if not 0 <= index < count:
-        valid = {0: "it has none", 1: "its one face is face 0"}.get(count, f"valid indices are 0-{count - 1}")
-        raise InvalidOptionError(f"There is no face {index}: this image has {count} face(s); {valid}.")
 
 
 def parse_face_indices(text: str, name: str = "faces") -> tuple[int, ...]:

@@ -2,80 +2,24 @@
 
 `app.main` and `cli.main` call `Settings.from_env()`; nothing deeper in the engine reads an environment variable,
 so what a run does depends only on its arguments. A value that cannot be used is refused here, in one line that
-names the variable.
+names the variable. Each choice is defined where it is used (the backends in `export/backends.py`, fast mode's
+precision in `network/precision.py`, the CPU kernels in `network/cpu_kernels.py`); this module only reads them.
 """
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from .checks import check_choice, is_true
 from .errors import InvalidOptionError
-from .options import check_choice
+from .export.backends import BACKENDS, Backend
+from .network.cpu_kernels import CPU_KERNELS, CpuKernels
+from .network.precision import FAST_PRECISIONS, FastPrecision
+from .weights.hub_settings import HubSettings
+from .weights.store import DEFAULT_WEIGHTS_DIR, WeightStore
 
-CpuKernels = Literal["auto", "winograd", "channels-last", "plain"]
-CPU_KERNELS: tuple[CpuKernels, ...] = ("auto", "winograd", "channels-last", "plain")
-Backend = Literal["auto", "torch", "onnxruntime"]
-BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
-FastPrecision = Literal["auto", "bf16", "fp16", "float32"]
-FAST_PRECISIONS: tuple[FastPrecision, ...] = ("auto", "bf16", "fp16", "float32")
-
-BACKEND_HELP = ("what runs the network: torch, onnxruntime (needs requirements-onnx.txt) or auto, which is torch on "
-                "every device (default $CODEFORMER_BACKEND, else auto)")
-FAST_PRECISION_HELP = ("what runs not asked to be exact decode in: auto (bf16 where the device computes it natively, "
-                       "else float32), bf16, fp16 or float32; codes are always float32's "
-                       "(default $CODEFORMER_FAST_PRECISION, else auto)")
-
-DEFAULT_HUB_REPO = "spaces/sczhou/CodeFormer"
-"""The CodeFormer author's Space: download scripts of several projects fetch codeformer.pth from it. Files are
-found by name, so its folder layout does not matter; a file it lacks comes from the official release URL."""
-DEFAULT_HUB_REVISION = "main"
-DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
-DEFAULT_WEIGHTS_DIR = Path("weights")
 DEFAULT_MAX_VIDEO_SECONDS = 60.0
-
-_TRUE_WORDS = {"1", "ON", "YES", "TRUE", "T"}
-
-
-def hub_cache_dir(environ: Mapping[str, str]) -> Path:
-    """huggingface_hub's cache directory, resolved the way it resolves it: HF_HUB_CACHE, else $HF_HOME/hub."""
-    if environ.get("HF_HUB_CACHE"):
-        return Path(environ["HF_HUB_CACHE"]).expanduser()
-    xdg_cache = environ.get("XDG_CACHE_HOME") or "~/.cache"
-    home = environ.get("HF_HOME") or os.path.join(xdg_cache, "huggingface")
-    return Path(os.path.expandvars(home)).expanduser() / "hub"
-
-
-@dataclass(frozen=True)
-class HubSettings:
-    """Where pretrained files are looked for on a Hugging Face Hub.
-
-    repo: "owner/name" of a model repo, or "spaces/owner/name" / "datasets/owner/name".
-    revision: branch, tag or commit.
-    endpoint: the Hub's base URL (a mirror's, for one).
-    cache_dir: huggingface_hub's cache, looked into before any download.
-    offline: nothing is downloaded; only the weights directory and the cache are used.
-    """
-
-    repo: str = DEFAULT_HUB_REPO
-    revision: str = DEFAULT_HUB_REVISION
-    endpoint: str = DEFAULT_HUB_ENDPOINT
-    cache_dir: Path = field(default_factory=lambda: hub_cache_dir({}))
-    offline: bool = False
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "HubSettings":
-        """CODEFORMER_HUB_REPO, CODEFORMER_HUB_REVISION and huggingface_hub's own HF_ENDPOINT, HF_HOME,
-        HF_HUB_CACHE and HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE, which huggingface_hub also honours)."""
-        offline = environ.get("HF_HUB_OFFLINE") or environ.get("TRANSFORMERS_OFFLINE") or ""
-        return cls(
-            repo=environ.get("CODEFORMER_HUB_REPO") or DEFAULT_HUB_REPO,
-            revision=environ.get("CODEFORMER_HUB_REVISION") or DEFAULT_HUB_REVISION,
-            endpoint=(environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/"),
-            cache_dir=hub_cache_dir(environ),
-            offline=_is_true(offline),
-        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +55,10 @@ class Settings:
     on_space: bool = False
     zero_gpu: bool = False
 
+    def weight_store(self, weights_dir: Path | None = None) -> WeightStore:
+        """The store these settings describe; `weights_dir` (a command-line option) overrides theirs."""
+        return WeightStore(weights_dir or self.weights_dir, hub=self.hub)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         kernels = environ.get("CODEFORMER_CPU_KERNELS", "auto").strip().lower() or "auto"
@@ -128,7 +76,7 @@ class Settings:
             fast_precision=fast_precision,  # type: ignore[arg-type] - checked against FAST_PRECISIONS just above
             max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
             on_space=bool(environ.get("SPACE_ID")),
-            zero_gpu=_is_true(environ.get("SPACES_ZERO_GPU", "")),
+            zero_gpu=is_true(environ.get("SPACES_ZERO_GPU", "")),
         )
 
 
@@ -138,10 +86,6 @@ def kernels_cache_file(environ: Mapping[str, str]) -> Path:
         return Path(environ["CODEFORMER_CPU_KERNELS_CACHE"]).expanduser()
     cache_home = environ.get("XDG_CACHE_HOME") or "~/.cache"
     return Path(cache_home).expanduser() / "codeformer" / "cpu-kernels.json"
-
-
-def _is_true(text: str) -> bool:
-    return text.strip().upper() in _TRUE_WORDS
 
 
 def _video_seconds(text: str) -> float | None:

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import InvalidImageError, InvalidOptionError
 from .images import LoadedImage, read_image_array
 from .options import RestoreOptions
-from .pipeline import ImageRestorer
+from .pipeline import ImageRestorer, RestoreRequest
 from .report import Report
 from .video_files import FrameEncoder, VideoInfo, decoded_frames, mux_audio, probe_video
 
@@ -168,7 +168,7 @@ def _restore_frames(
     """One call's worth of frames through the restorer, written in order."""
     if not frames:
         return
-    for restored in restorer.run_many(frames, options):
+    for restored in restorer.run_many([RestoreRequest(frame, options) for frame in frames]):
         writer.write(restored.image)
         result.add_frame(restored.report)
         if progress is not None:

@@ -1,28 +1,23 @@
 """The named endpoints /restore, /colorize and /inpaint for `gradio_client`.
 
 Their widgets are never shown: they only give the endpoints their types, defaults and labels (Gradio takes the
-parameter names from the handlers' signatures). Images arrive as bytes so that `codeformer_core.images` is the only
-decoder that sees them. /restore's face choices come last, with
-defaults, so clients written before them keep working; `exact` comes after them on every endpoint.
+parameter names from the handlers' signatures, which `takes_options` writes for the shared options). Images arrive
+as bytes so that `codeformer_core.images` is the only decoder that sees them. /restore's face choices come last,
+with defaults, so clients written before them keep working; `exact`, added after them, comes after them on every
+endpoint.
 """
 
-import dataclasses
 from typing import Any, NamedTuple
 
 import gradio as gr
 
-from codeformer_core.options import (
-    DETECTORS,
-    MAX_UPSCALE,
-    RestoreOptions,
-    parse_face_fidelities,
-    parse_face_indices,
-)
-from codeformer_core.pipeline import ImageRestorer
+from codeformer_core.options import RestoreOptions, parse_face_fidelities, parse_face_indices
+from codeformer_core.pipeline import ImageRestorer, RestoreRequest
 from codeformer_core.report import Report
 
+from .options_group import OptionValues, api_option_widgets, takes_options
 from .outputs import RequestFiles
-from .running import OptionValues, make_options, read_mask_upload, read_upload, run_and_write, user_errors
+from .running import read_mask_upload, read_upload, run_and_write, user_errors
 from .widgets import PIPELINE_GROUP
 
 NO_IMAGE = "No image was sent: pass the photo as handle_file(path)."
@@ -42,18 +37,11 @@ def build_api_endpoints(pipeline: ImageRestorer, files: RequestFiles) -> None:
         image = gr.File(type="binary", label="image")
         mask = gr.File(type="binary", label="mask")
         fidelity = gr.Slider(0, 1, value=0.5, label="fidelity")
-        upscale = gr.Slider(1, MAX_UPSCALE, value=2, step=1, precision=0, label="upscale")
-        aligned = gr.Checkbox(False, label="aligned")
-        background_enhance = gr.Checkbox(False, label="background_enhance")
-        face_upsample = gr.Checkbox(False, label="face_upsample")
-        detector = gr.Dropdown(list(DETECTORS), value=DETECTORS[0], label="detector")
-        only_center_face = gr.Checkbox(False, label="only_center_face")
+        *settings, exact = api_option_widgets()
         face_fidelities = gr.Textbox("", label="face_fidelities")
         skip_faces = gr.Textbox("", label="skip_faces")
-        exact = gr.Checkbox(False, label="exact")
         outputs = ApiResult(result=gr.Image(type="filepath", format="png", label="result"),
                             report=gr.Textbox(label="report"))
-    settings = [upscale, aligned, background_enhance, face_upsample, detector, only_center_face]
     endpoints = [
         ("restore", api.restore, [image, fidelity, *settings, face_fidelities, skip_faces, exact]),
         ("colorize", api.colorize, [image, *settings, exact]),
@@ -70,68 +58,37 @@ class ApiHandlers:
         self.pipeline = pipeline
         self.files = files
 
+    @takes_options(last=("exact",))
     def restore(
         self,
         image: bytes,
         fidelity: float,
-        upscale: int,
-        aligned: bool,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
+        options: OptionValues,
         face_fidelities: str = "",
         skip_faces: str = "",
-        exact: bool = False,
         progress: gr.Progress = gr.Progress(),
     ) -> ApiResult:
         """/restore -> (restored PNG, report). Faces are numbered from 0 in the order the report lists them (stable
         for one image and detector). face_fidelities: faces with their own w, e.g. "1=0.8, 2=0.3"; skip_faces:
         faces that keep their original pixels, e.g. "0, 3". exact: float32 through the whole network,
         bit-faithful to the official code (slower)."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
-        options = make_options("restore", fidelity, values)
         with user_errors():
-            options = dataclasses.replace(
-                options,
-                face_fidelities=parse_face_fidelities(face_fidelities or "", "face_fidelities"),
-                skip_faces=parse_face_indices(skip_faces or "", "skip_faces"),
-            )
-        return self._run(image, None, options, progress)
+            choices = dict(face_fidelities=parse_face_fidelities(face_fidelities or "", "face_fidelities"),
+                           skip_faces=parse_face_indices(skip_faces or "", "skip_faces"))  # fmt: skip
+        return self._run(image, None, options.restore_options("restore", fidelity, **choices), progress)
 
-    def colorize(
-        self,
-        image: bytes,
-        upscale: int,
-        aligned: bool,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
-        exact: bool = False,
-        progress: gr.Progress = gr.Progress(),
-    ) -> ApiResult:
+    @takes_options(last=("exact",))
+    def colorize(self, image: bytes, options: OptionValues, progress: gr.Progress = gr.Progress()) -> ApiResult:
         """/colorize -> (colorized PNG, report)."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
-        return self._run(image, None, make_options("colorize", 0.0, values), progress)
+        return self._run(image, None, options.restore_options("colorize", 0.0), progress)
 
+    @takes_options(last=("exact",))
     def inpaint(
-        self,
-        image: bytes,
-        upscale: int,
-        aligned: bool,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
-        mask: bytes | None = None,
-        exact: bool = False,
-        progress: gr.Progress = gr.Progress(),
+        self, image: bytes, options: OptionValues, mask: bytes | None = None, progress: gr.Progress = gr.Progress()
     ) -> ApiResult:
         """/inpaint -> (inpainted PNG, report). mask (optional): white marks the holes; without it, the image's
         pure-white pixels are the holes."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
-        return self._run(image, mask, make_options("inpaint", 1.0, values), progress)
+        return self._run(image, mask, options.restore_options("inpaint", 1.0), progress)
 
     def _run(
         self, data: bytes | None, mask_data: bytes | None, options: RestoreOptions, progress: gr.Progress
@@ -141,7 +98,7 @@ class ApiHandlers:
             raise gr.Error(NO_IMAGE)
         image = read_upload(data)
         mask = read_mask_upload(mask_data) if mask_data is not None else None
-        result, files = run_and_write(self.pipeline, self.files, image, mask, options, progress)
+        result, files = run_and_write(self.pipeline, self.files, RestoreRequest(image, options, mask), progress)
         return ApiResult(result=str(files.download), report=result.report.summary() + _face_list(result.report))
 
 

@@ -13,9 +13,10 @@ import gradio as gr
 from codeformer_core.batch import run_batch
 from codeformer_core.pipeline import ImageRestorer
 
+from .options_group import OptionValues, option_widgets, takes_options
 from .outputs import RequestFiles
-from .running import OptionValues, make_options, user_errors
-from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
+from .running import user_errors
+from .widgets import PIPELINE_GROUP, task_widgets
 
 NO_FILES = "Upload one or more photos first."
 
@@ -58,25 +59,19 @@ class BatchHandler:
         self.pipeline = pipeline
         self.files = files
 
+    @takes_options(last=("exact",))
     def run(
         self,
         photos: list[str] | None,
         task: str,
         fidelity: float,
-        upscale: int,
-        aligned: bool,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
-        exact: bool = False,
+        options: OptionValues,
         progress: gr.Progress = gr.Progress(),
     ) -> BatchResult:
         """Every photo through the pipeline with the same options; a failure is listed and the others finish."""
         if not photos:
             raise gr.Error(NO_FILES)
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
-        options = make_options(task, fidelity, values)
+        restore_options = options.restore_options(task, fidelity)
         # Gradio keeps each upload under its original file name: that name is what the user recognises.
         inputs = [(Path(photo).name, Path(photo)) for photo in photos]
 
@@ -84,7 +79,7 @@ class BatchHandler:
             progress((index - 1, count), desc=f"Photo {index} of {count}: {name}", unit="photos")
 
         with user_errors():
-            result = run_batch(self.pipeline, inputs, options, self.files.new_request(), progress=show)
+            result = run_batch(self.pipeline, inputs, restore_options, self.files.new_request(), progress=show)
         return BatchResult(
             gallery=[(str(item.output), item.name) for item in result.items],
             archive=str(result.archive) if result.archive else None,

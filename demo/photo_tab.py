@@ -10,10 +10,8 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
-from codeformer_core.images import LoadedImage
-from codeformer_core.layouts import Mask
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import SWEEP_FIDELITIES, ImageRestorer
+from codeformer_core.pipeline import SWEEP_FIDELITIES, ImageRestorer, RestoreRequest
 
 from .examples import bundled_examples
 from .face_panel import (
@@ -24,18 +22,10 @@ from .face_panel import (
     sweep_gallery,
     with_own_fidelity,
 )
+from .options_group import OptionValues, option_widgets, takes_options
 from .outputs import RequestFiles
-from .running import (
-    NO_PHOTO,
-    OptionValues,
-    editor_image_and_mask,
-    make_options,
-    progress_callback,
-    read_upload,
-    run_and_write,
-    user_errors,
-)
-from .widgets import PIPELINE_GROUP, option_widgets
+from .running import NO_PHOTO, editor_image_and_mask, progress_callback, read_upload, run_and_write, user_errors
+from .widgets import PIPELINE_GROUP
 
 TASK_CHOICES = [("Restore", "restore"), ("Colorize", "colorize"), ("Inpaint", "inpaint")]
 EXPIRED = "The last photo is no longer kept: press Run again."
@@ -46,10 +36,12 @@ EXPIRED = "The last photo is no longer kept: press Run again."
 class LastRun:
     """What the page ran last, kept per browser session so a fidelity or face change can re-render it."""
 
-    image: LoadedImage
-    mask: Mask | None
-    options: RestoreOptions
+    request: RestoreRequest
     face_count: int
+
+    @property
+    def options(self) -> RestoreOptions:
+        return self.request.options
 
 
 class PhotoResult(NamedTuple):
@@ -154,31 +146,25 @@ class PhotoPage:
         self.pipeline = pipeline
         self.files = files
 
+    @takes_options(last=("exact",))
     def run_photo(
         self,
         task: str,
         photo: str | None,
         editor: dict[str, Any] | None,
         fidelity: float,
-        upscale: int,
-        aligned: bool,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
-        exact: bool = False,
+        options: OptionValues,
         progress: gr.Progress = gr.Progress(),
     ) -> PhotoResult:
         """The Run button: the photo (or, for inpaint, the editor's photo and strokes) with the chosen options."""
-        values = OptionValues(upscale, aligned, background_enhance, face_upsample, detector, only_center_face, exact)
-        options = make_options(task, fidelity, values)
+        restore_options = options.restore_options(task, fidelity)
         if task == "inpaint" and editor is not None and editor.get("background") is not None:
             image, mask = editor_image_and_mask(editor)
         elif photo is not None:
             image, mask = read_upload(photo), None
         else:
             raise gr.Error(NO_PHOTO)
-        return self._run(image, mask, options, progress)
+        return self._run(RestoreRequest(image, restore_options, mask), progress)
 
     def change_fidelity(
         self, fidelity: float, chosen: int | None, last_run: LastRun | None, progress: gr.Progress = gr.Progress()
@@ -234,9 +220,7 @@ class PhotoPage:
         if chosen is None:
             return gr.skip()
         with user_errors():
-            sweep = self.pipeline.fidelity_sweep(
-                last_run.image, last_run.options, int(chosen), progress=progress_callback(progress)
-            )
+            sweep = self.pipeline.fidelity_sweep(last_run.request, int(chosen), progress=progress_callback(progress))
             return sweep_gallery(sweep, self.files.new_request())
 
     def _rerender(
@@ -247,19 +231,13 @@ class PhotoPage:
             options = dataclasses.replace(last_run.options, **changes)
         if options == last_run.options:
             return _nothing_to_do()
-        return self._run(last_run.image, last_run.mask, options, progress, chosen=int(chosen or 0), new_photo=False)
+        request = dataclasses.replace(last_run.request, options=options)
+        return self._run(request, progress, chosen=int(chosen or 0), new_photo=False)
 
     def _run(
-        self,
-        image: LoadedImage,
-        mask: Mask | None,
-        options: RestoreOptions,
-        progress: gr.Progress,
-        *,
-        chosen: int = 0,
-        new_photo: bool = True,
+        self, request: RestoreRequest, progress: gr.Progress, *, chosen: int = 0, new_photo: bool = True
     ) -> PhotoResult:
-        result, files = run_and_write(self.pipeline, self.files, image, mask, options, progress)
+        result, files = run_and_write(self.pipeline, self.files, request, progress)
         for notice in result.report.notices:
             gr.Warning(notice)
         return PhotoResult(
@@ -267,8 +245,8 @@ class PhotoPage:
             faces=list(zip(map(str, files.faces), face_captions(result.report), strict=True)),
             report=result.report.summary(),
             download=str(files.download),
-            last_run=LastRun(image, mask, options, len(result.report.faces)),
-            **panel_updates(options, result.report, chosen),
+            last_run=LastRun(request, len(result.report.faces)),
+            **panel_updates(request.options, result.report, chosen),
             sweep=None if new_photo else gr.skip(),
         )
 

@@ -1,8 +1,9 @@
 """From the app's widgets to the engine and back, for every tab and endpoint.
 
-Widget values become `RestoreOptions`, uploads a `LoadedImage` (always through `codeformer_core.images`, which
-enforces the size limits) and, for inpaint, a hole mask; `run_and_write` runs the shared pipeline and writes the
-PNGs into a fresh per-request directory. Engine errors become `gr.Error` with the engine's one-line message.
+Uploads become a `LoadedImage` (always through `codeformer_core.images`, which enforces the size limits) and, for
+inpaint, a hole mask (the option widgets' values become `RestoreOptions` in `options_group.py`); `run_and_write`
+runs the shared pipeline and writes the PNGs into a fresh per-request directory. Engine errors become `gr.Error`
+with the engine's one-line message.
 """
 
 import os
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import cv2
 import gradio as gr
@@ -20,8 +21,7 @@ from codeformer_core.errors import CodeFormerError
 from codeformer_core.faces.inpaint import hole_mask
 from codeformer_core.images import LoadedImage, finish_output, read_image, read_image_array, write_png
 from codeformer_core.layouts import Mask
-from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import ImageRestorer, Progress
+from codeformer_core.pipeline import ImageRestorer, Progress, RestoreRequest
 from codeformer_core.report import RestoreResult
 
 from .outputs import RequestFiles
@@ -52,34 +52,6 @@ def user_errors(prefix: str = "") -> Iterator[None]:
         yield
     except CodeFormerError as error:
         raise gr.Error(f"{prefix}{error}", print_exception=False) from error
-
-
-class OptionValues(NamedTuple):
-    """The option widgets every task shares, in the order the page and the API endpoints pass them."""
-
-    upscale: int
-    aligned: bool
-    background_enhance: bool
-    face_upsample: bool
-    detector: str
-    only_center_face: bool
-    exact: bool = False
-
-
-def make_options(task: str, fidelity: float, values: OptionValues) -> RestoreOptions:
-    """Validated options; an out-of-range value becomes a gr.Error naming it. Only restore reads fidelity."""
-    with user_errors():
-        return RestoreOptions(
-            task=task,
-            fidelity=fidelity,
-            upscale=values.upscale,
-            aligned=bool(values.aligned),
-            background="realesrgan" if values.background_enhance else "none",
-            face_upsample=bool(values.face_upsample),
-            detector=values.detector,
-            only_center_face=bool(values.only_center_face),
-            exact=bool(values.exact),
-        )
 
 
 def read_upload(source: bytes | str | os.PathLike) -> LoadedImage:
@@ -156,18 +128,13 @@ def progress_callback(progress: gr.Progress) -> Progress:
 
 
 def run_and_write(
-    pipeline: ImageRestorer,
-    files: RequestFiles,
-    image: LoadedImage,
-    mask: Mask | None,
-    options: RestoreOptions,
-    progress: gr.Progress,
+    pipeline: ImageRestorer, files: RequestFiles, request: RestoreRequest, progress: gr.Progress
 ) -> tuple[RestoreResult, ResultFiles]:
     """One pipeline run for an event, its result written as PNGs; a refusal becomes a one-line gr.Error."""
-    if options.task == "inpaint":
-        require_holes(image, mask)
+    if request.options.task == "inpaint":
+        require_holes(request.image, request.mask)
     progress(0.0, desc="Starting")
     with user_errors():
-        result = pipeline.run(image, options, mask=mask, progress=progress_callback(progress))
-        written = write_result_files(result, image, options.task, files.new_request())
+        result = pipeline.run(request, progress=progress_callback(progress))
+        written = write_result_files(result, request.image, request.options.task, files.new_request())
     return result, written

@@ -13,9 +13,10 @@ from codeformer_core.images import safe_stem
 from codeformer_core.pipeline import ImageRestorer
 from codeformer_core.video import restore_video
 
+from .options_group import OptionValues, option_widgets, takes_options
 from .outputs import RequestFiles
-from .running import OptionValues, make_options, user_errors
-from .widgets import PIPELINE_GROUP, option_widgets, task_widgets
+from .running import user_errors
+from .widgets import PIPELINE_GROUP, task_widgets
 
 NO_VIDEO = "Upload a video first (mp4, mov, avi, webm or mkv)."
 
@@ -63,24 +64,19 @@ class VideoHandler:
         self.max_seconds = max_seconds
         self.files = files
 
+    @takes_options(without=("aligned",), last=("exact",))
     def run(
         self,
         video: str | None,
         task: str,
         fidelity: float,
-        upscale: int,
-        background_enhance: bool,
-        face_upsample: bool,
-        detector: str,
-        only_center_face: bool,
-        exact: bool = False,
+        options: OptionValues,
         progress: gr.Progress = gr.Progress(),
     ) -> VideoResult:
         """The restored mp4 and a summary."""
         if not video:
             raise gr.Error(NO_VIDEO)
-        values = OptionValues(upscale, False, background_enhance, face_upsample, detector, only_center_face, exact)
-        options = make_options(task, fidelity, values)
+        restore_options = options.restore_options(task, fidelity)
         directory = self.files.new_request()
         destination = directory / f"{safe_stem(Path(video).name) or 'video'}_restored.mp4"
 
@@ -92,7 +88,7 @@ class VideoHandler:
         progress(0.0, desc="Reading the video")
         with user_errors():
             restored = restore_video(
-                Path(video), destination, self.pipeline, options, progress=show, max_seconds=self.max_seconds
+                Path(video), destination, self.pipeline, restore_options, progress=show, max_seconds=self.max_seconds
             )
         return VideoResult(video=str(restored.output), status=restored.summary())
 

@@ -13,8 +13,8 @@ call is scheduled; a call that runs past it is stopped). So:
 - what a call caches (the encoded faces a new fidelity would reuse) lives in the call's process, which ZeroGPU
   reuses only sometimes: a new fidelity may run the whole pipeline again.
 
-Durations follow the rule in `run_seconds`, from the request's size; the figures are on paper until the GPU check
-measures them, and deliberately generous, since a call that outlives its duration is lost.
+Durations follow the rule in `run_seconds`, from the request's size, and are deliberately generous: a call that
+outlives its duration is lost, and a call that asks for less is scheduled sooner only while it fits.
 """
 
 import functools
@@ -23,17 +23,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from codeformer_core.errors import CodeFormerError
-from codeformer_core.faces.detection import DetectedFace
-from codeformer_core.images import LoadedImage
-from codeformer_core.layouts import FACE_SIZE, Mask
+from codeformer_core.hardware import GPU_SECONDS_PER_FACE
+from codeformer_core.layouts import FACE_SIZE
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline, Progress
+from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline, Progress, RestoreRequest
 from codeformer_core.report import FidelitySweep, RestoreResult
 
 SETUP_SECONDS = 10.0
 """Attaching a GPU to the call and moving the preloaded models onto it (their size: bench/README.md, Weights)."""
-SECONDS_PER_FACE = 0.5
-"""Network, ParseNet and paste-back for one face, with a generous margin."""
+SECONDS_PER_FACE = 5 * GPU_SECONDS_PER_FACE
+"""Network, ParseNet and paste-back for one face: five times what a visitor is told to expect, since a call that
+outlives its duration is lost."""
 SECONDS_PER_OUTPUT_MEGAPIXEL = 0.5
 """Resizing and blending at output size, on the CPU side of the call."""
 REALESRGAN_SECONDS_PER_MEGAPIXEL = 3.0
@@ -54,34 +54,24 @@ GpuDecorator = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
 """`spaces.GPU`: GPU(duration=seconds or a function of the call's arguments) -> decorator."""
 
 
-def run_seconds(
-    image: LoadedImage,
-    options: RestoreOptions,
-    mask: Mask | None = None,
-    faces: Sequence[DetectedFace] | None = None,
-) -> int:
-    """The GPU seconds one `Pipeline.run` of `image` with `options` is granted: the call's set-up, then faces,
-    output pixels and Real-ESRGAN by the figures above, at most MAX_CALL_SECONDS."""
-    face_count = len(faces) if faces is not None else FACES_WHEN_UNKNOWN
-    return _seconds(SETUP_SECONDS + _work_seconds(image.size, options, face_count))
+def run_seconds(request: RestoreRequest) -> int:
+    """The GPU seconds one `Pipeline.run` of `request` is granted: the call's set-up, then faces, output pixels and
+    Real-ESRGAN by the figures above, at most MAX_CALL_SECONDS."""
+    face_count = len(request.faces) if request.faces is not None else FACES_WHEN_UNKNOWN
+    return _seconds(SETUP_SECONDS + _work_seconds(request.image.size, request.options, face_count))
 
 
-def sweep_seconds(
-    image: LoadedImage,
-    options: RestoreOptions,
-    face_index: int,
-    fidelities: Sequence[float],
-    faces: Sequence[DetectedFace] | None = None,
-) -> int:
+def sweep_seconds(request: RestoreRequest, face_index: int, fidelities: Sequence[float]) -> int:
     """The GPU seconds for a fidelity sweep: a whole run's worth (the call may start from nothing kept), plus one
     decode per further w."""
     decodes = math.ceil(len(fidelities) * SECONDS_PER_FACE)
-    return min(MAX_CALL_SECONDS, run_seconds(image, options, None, faces) + decodes)
+    return min(MAX_CALL_SECONDS, run_seconds(request) + decodes)
 
 
-def run_many_seconds(images: Sequence[LoadedImage], options: RestoreOptions) -> int:
+def run_many_seconds(requests: Sequence[RestoreRequest]) -> int:
     """The GPU seconds for `Pipeline.run_many` (a video's frames): one set-up, every frame's work."""
-    return _seconds(SETUP_SECONDS + sum(_work_seconds(image.size, options, FACES_PER_VIDEO_FRAME) for image in images))
+    work = sum(_work_seconds(r.image.size, r.options, FACES_PER_VIDEO_FRAME) for r in requests)
+    return _seconds(SETUP_SECONDS + work)
 
 
 def _errors_as_values(call: Callable[P, T]) -> Callable[P, T | CodeFormerError]:
@@ -111,35 +101,24 @@ class ZeroGpuRestorer:
         self._run_many_on_gpu = gpu(duration=run_many_seconds)(self._run_many)
         self._sweep_on_gpu = gpu(duration=sweep_seconds)(self._sweep)
 
-    def run(
-        self,
-        image: LoadedImage,
-        options: RestoreOptions,
-        *,
-        mask: Mask | None = None,
-        faces: Sequence[DetectedFace] | None = None,
-        progress: Progress | None = None,
-    ) -> RestoreResult:
+    def run(self, request: RestoreRequest, *, progress: Progress | None = None) -> RestoreResult:
         """`Pipeline.run` in one GPU call. `progress` is not passed on: a callback cannot cross into the call's
         process, and a GPU run is over in seconds."""
-        return _raised(self._run_on_gpu(image, options, mask, None if faces is None else list(faces)))
+        return _raised(self._run_on_gpu(request))
 
-    def run_many(self, images: Sequence[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
-        return _raised(self._run_many_on_gpu(list(images), options))
+    def run_many(self, requests: Sequence[RestoreRequest]) -> list[RestoreResult]:
+        return _raised(self._run_many_on_gpu(list(requests)))
 
     def fidelity_sweep(
         self,
-        image: LoadedImage,
-        options: RestoreOptions,
+        request: RestoreRequest,
         face_index: int = 0,
         fidelities: Sequence[float] = SWEEP_FIDELITIES,
         *,
-        faces: Sequence[DetectedFace] | None = None,
         progress: Progress | None = None,
     ) -> FidelitySweep:
         """`Pipeline.fidelity_sweep` in one GPU call (without `progress`, as `run`)."""
-        given = None if faces is None else list(faces)
-        return _raised(self._sweep_on_gpu(image, options, face_index, tuple(fidelities), given))
+        return _raised(self._sweep_on_gpu(request, face_index, tuple(fidelities)))
 
     def frames_per_call(self, frame_size: tuple[int, int], options: RestoreOptions) -> int:
         """As many frames as fit in MAX_CALL_SECONDS and MAX_FRAME_BYTES_PER_CALL."""
@@ -152,25 +131,16 @@ class ZeroGpuRestorer:
         return self.pipeline.missing_weights(options)
 
     @_errors_as_values
-    def _run(
-        self, image: LoadedImage, options: RestoreOptions, mask: Mask | None, faces: list[DetectedFace] | None
-    ) -> RestoreResult:
-        return self.pipeline.run(image, options, mask=mask, faces=faces)
+    def _run(self, request: RestoreRequest) -> RestoreResult:
+        return self.pipeline.run(request)
 
     @_errors_as_values
-    def _run_many(self, images: list[LoadedImage], options: RestoreOptions) -> list[RestoreResult]:
-        return self.pipeline.run_many(images, options)
+    def _run_many(self, requests: list[RestoreRequest]) -> list[RestoreResult]:
+        return self.pipeline.run_many(requests)
 
     @_errors_as_values
-    def _sweep(
-        self,
-        image: LoadedImage,
-        options: RestoreOptions,
-        face_index: int,
-        fidelities: tuple[float, ...],
-        faces: list[DetectedFace] | None,
-    ) -> FidelitySweep:
-        return self.pipeline.fidelity_sweep(image, options, face_index, fidelities, faces=faces)
+    def _sweep(self, request: RestoreRequest, face_index: int, fidelities: tuple[float, ...]) -> FidelitySweep:
+        return self.pipeline.fidelity_sweep(request, face_index, fidelities)
 
 
 def zero_gpu_restorer(pipeline: Pipeline) -> ZeroGpuRestorer:

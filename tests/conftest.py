@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from codeformer_core.layouts import Task
-from codeformer_core.testing.checkpoint_files import WRITERS
-from codeformer_core.testing.shared_data import samples_dir
 from codeformer_core.weights.registry import CODEFORMER_FILES
+from tests.support.checkpoint_files import WRITERS
+from tests.support.shared_data import samples_dir
 
 from .fake_hub import fake_hub  # noqa: F401 - a fixture, shared by every module from here
 

@@ -49,6 +49,26 @@ def aligned_settings(**overrides) -> dict:
     return {"upscale": 1, "aligned": True, **overrides}
 
 
+SHARED = ["upscale", "aligned", "background_enhance", "face_upsample", "detector", "only_center_face"]
+ENDPOINT_PARAMETERS = {
+    "/restore": ["image", "fidelity", *SHARED, "face_fidelities", "skip_faces", "exact"],
+    "/colorize": ["image", *SHARED, "exact"],
+    "/inpaint": ["image", *SHARED, "mask", "exact"],
+    "/batch": ["photos", "task", "fidelity", *SHARED, "exact"],
+    "/video": ["video", "task", "fidelity", *[name for name in SHARED if name != "aligned"], "exact"],
+}
+"""What clients call by name and position: a change here breaks every client written against it."""
+
+
+def test_every_endpoint_takes_its_parameters_by_name_in_their_order(client):
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+
+    names = {endpoint: [p["parameter_name"] for p in info["parameters"]] for endpoint, info in api.items()}
+    assert names == ENDPOINT_PARAMETERS
+    exact = [p for p in api["/restore"]["parameters"] if p["parameter_name"] == "exact"]
+    assert exact[0]["parameter_default"] is False  # a client that does not pass it gets fast mode
+
+
 def test_restore_returns_a_png_and_a_report(client):
     path, report = client.predict(handle_file(FACE), fidelity=0.7, **aligned_settings(), api_name="/restore")
 

@@ -13,10 +13,10 @@ from codeformer_core.errors import CheckpointMismatchError, InvalidImageError, I
 from codeformer_core.images import read_image_array
 from codeformer_core.network.realesrgan import BackgroundUpsampler
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.settings import HubSettings
-from codeformer_core.testing.checkpoint_files import write_realesrgan
 from codeformer_core.weights import WeightStore
+from tests.support.checkpoint_files import write_realesrgan
 
 TILE = 8
 
@@ -96,7 +96,7 @@ def test_a_small_photos_background_is_enhanced_from_the_photo_as_given(stand_in_
     monkeypatch.setattr(BackgroundUpsampler, "upsample", spied)
     photo = read_image_array(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
 
-    result = pipeline.run(photo, RestoreOptions(upscale=2, background="realesrgan"), faces=[])
+    result = pipeline.run(RestoreRequest(photo, RestoreOptions(upscale=2, background="realesrgan"), faces=[]))
 
     assert seen == [((48, 64, 3), 2)]
     assert result.image.shape == (1024, 1366, 3)  # 48 x 64 enlarged to 512 x 683, then twice that

@@ -13,9 +13,9 @@ from codeformer_core import cli
 from codeformer_core.cluster import job
 from codeformer_core.cluster.workers import PhotoWorker
 from codeformer_core.errors import InvalidOptionError
-from codeformer_core.export import cli as export_cli
 from codeformer_core.export import onnx_export
 from codeformer_core.options import RestoreOptions
+from codeformer_core.settings import Settings
 
 from .conftest import SAMPLES
 
@@ -147,15 +147,11 @@ def test_export_that_cannot_write_its_file_is_one_error_line(monkeypatch, tmp_pa
     class Store:
         weights_dir = tmp_path
 
-        @classmethod
-        def from_settings(cls, settings, weights_dir):
-            return cls()
-
         def load(self, name, loader, progress):
             return "graphs"
 
     tiny = onnx.helper.make_model(onnx.helper.make_graph([], "empty", [], []))
-    monkeypatch.setattr(export_cli, "WeightStore", Store)  # the export itself is tested in test_onnx.py
+    monkeypatch.setattr(Settings, "weight_store", lambda settings, weights_dir=None: Store())  # tested in test_onnx
     monkeypatch.setattr(onnx_export, "single_model", lambda graphs, weight_type: tiny)
     (tmp_path / "file").write_text("not a folder")
     output = tmp_path / "file" / "codeformer.onnx"

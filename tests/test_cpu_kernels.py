@@ -9,7 +9,7 @@ from codeformer_core.compat import nnpack_available
 from codeformer_core.images import read_image
 from codeformer_core.network import cpu_kernels
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.weights import WeightStore
 
 from .conftest import SAMPLES
@@ -76,7 +76,7 @@ def test_the_pipeline_runs_and_reports_the_decided_kernels(probes, stand_in_weig
     pipeline = Pipeline(weights, "cpu", cpu_kernels_cache=tmp_path / "k.json", fast_precision="float32")
     face = read_image(SAMPLES / "aligned" / "0240.png")
 
-    report = pipeline.run(face, RestoreOptions(aligned=True)).report
+    report = pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True))).report
 
     net = pipeline.models.codeformer("restore")
     assert net.decoder_memory_format == torch.channels_last

@@ -19,7 +19,7 @@ from bench.gpu_check.candidates.cuda_graphs import CudaGraphPasses, replay_passe
 from codeformer_core.network import codeformer as network_definition
 from codeformer_core.network.codeformer import CodeFormer, build_network
 from codeformer_core.network.encoded import EncodedFaces
-from codeformer_core.testing.golden import golden_tensor
+from tests.support.golden import golden_tensor
 
 NARROW_WIDTH = 32  # channels of the first VQGAN level (published: 64): the same code, a quarter of the work
 HOST_BOUND_OPERATIONS = {

@@ -20,8 +20,8 @@ from codeformer_core.faces.detection import (
     RetinaFaceDetector,
     select_faces,
 )
-from codeformer_core.testing.checkpoint_files import write_retinaface
-from codeformer_core.testing.shared_data import samples_dir
+from tests.support.checkpoint_files import write_retinaface
+from tests.support.shared_data import samples_dir
 
 WHOLE = samples_dir() / "whole"
 FACES_PER_SAMPLE = {"00.jpg": 4, "01.jpg": 4, "03.jpg": 1, "04.jpg": 1, "05.jpg": 1}

@@ -19,7 +19,7 @@ from codeformer_core.faces.alignment import estimate_alignment, inverse_affine
 from codeformer_core.images import read_image
 from codeformer_core.network import CodeFormer, EncodedFaces
 from codeformer_core.options import RestoreOptions, parse_face_fidelities, parse_face_indices
-from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline
+from codeformer_core.pipeline import SWEEP_FIDELITIES, Pipeline, RestoreRequest
 from codeformer_core.pipeline.cache import FinishedFaces, PreparedFaces
 from codeformer_core.report import FidelitySweep
 from codeformer_core.video import restore_video
@@ -53,7 +53,7 @@ def two_faces(pipeline, group_photo):
 @pytest.fixture(scope="module")
 def everyone(pipeline, group_photo, two_faces):
     """Both faces at w=0.5, paste masks parsed."""
-    return pipeline.run(group_photo, OPTIONS, faces=two_faces)
+    return pipeline.run(RestoreRequest(group_photo, OPTIONS, faces=two_faces))
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def footprint(face, factor: float, shape: tuple[int, ...]) -> np.ndarray:
 def test_a_face_left_out_keeps_its_original_pixels_and_costs_one_paste(
     pipeline, group_photo, two_faces, everyone, network_calls
 ):
-    left_out = pipeline.run(group_photo, replace(OPTIONS, skip_faces=(1,)), faces=two_faces)
+    left_out = pipeline.run(RestoreRequest(group_photo, replace(OPTIONS, skip_faces=(1,)), faces=two_faces))
 
     background, factor = enlarged_as_official(group_photo.bgr)
     first, second = (footprint(face, factor, background.shape) for face in everyone.report.faces)
@@ -101,7 +101,7 @@ def test_a_face_left_out_keeps_its_original_pixels_and_costs_one_paste(
     assert np.array_equal(left_out.faces[0], everyone.faces[0])
     assert not np.array_equal(left_out.faces[1], everyone.faces[1])  # the crop as cut from the photo
 
-    back_in = pipeline.run(group_photo, OPTIONS, faces=two_faces)
+    back_in = pipeline.run(RestoreRequest(group_photo, OPTIONS, faces=two_faces))
 
     assert np.array_equal(back_in.image, everyone.image)
     assert network_calls == [] and set(back_in.report.timings) == {"paste"}
@@ -110,7 +110,7 @@ def test_a_face_left_out_keeps_its_original_pixels_and_costs_one_paste(
 def test_faces_at_their_own_w_equal_separate_runs_at_those_w(
     pipeline, stand_in_weights, group_photo, two_faces, everyone, network_calls
 ):
-    mixed = pipeline.run(group_photo, replace(OPTIONS, face_fidelities={1: 0.9}), faces=two_faces)
+    mixed = pipeline.run(RestoreRequest(group_photo, replace(OPTIONS, face_fidelities={1: 0.9}), faces=two_faces))
 
     assert network_calls == [("decode", 1, 0.9)], "only the face whose w changed is decoded"
     assert [face.fidelity for face in mixed.report.faces] == [0.5, 0.9]
@@ -118,8 +118,10 @@ def test_faces_at_their_own_w_equal_separate_runs_at_those_w(
     # The same faces from runs at one w each, on a pipeline that has kept nothing of this photo.
     separate = Pipeline(WeightStore(stand_in_weights(*FILES)), device="cpu")
     plain = replace(OPTIONS, parse_paste=False)  # the faces, not their paste, are compared
-    at_half = separate.run(group_photo, replace(plain, only_faces=(0,)), faces=two_faces)
-    at_point_nine = separate.run(group_photo, replace(plain, fidelity=0.9, only_faces=(1,)), faces=two_faces)
+    at_half = separate.run(RestoreRequest(group_photo, replace(plain, only_faces=(0,)), faces=two_faces))
+    at_point_nine = separate.run(
+        RestoreRequest(group_photo, replace(plain, fidelity=0.9, only_faces=(1,)), faces=two_faces)
+    )
     assert np.array_equal(mixed.faces[0], at_half.faces[0])
     assert np.array_equal(mixed.faces[1], at_point_nine.faces[1])
     assert not np.array_equal(mixed.faces[1], everyone.faces[1])
@@ -132,16 +134,16 @@ def test_the_sweep_encodes_once_and_each_face_equals_a_run_at_that_w(stand_in_we
     options = RestoreOptions(aligned=True, fidelity=0.5)
     sweeper = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu")
 
-    sweep = sweeper.fidelity_sweep(face, options)
+    sweep = sweeper.fidelity_sweep(RestoreRequest(face, options))
 
     assert sweep.fidelities == SWEEP_FIDELITIES and len(sweep.faces) == 5
     assert network_calls == [("encode", 1)] + [("decode", 1, w) for w in SWEEP_FIDELITIES]
-    picked = sweeper.run(face, replace(options, fidelity=0.75))
+    picked = sweeper.run(RestoreRequest(face, replace(options, fidelity=0.75)))
     assert len(network_calls) == 6, "picking a swept w decodes nothing"
     assert np.array_equal(picked.image, sweep.faces[3])
     separate = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu")
     for w, swept in zip(SWEEP_FIDELITIES, sweep.faces, strict=True):
-        assert np.array_equal(separate.run(face, replace(options, fidelity=w)).image, swept), f"w={w}"
+        assert np.array_equal(separate.run(RestoreRequest(face, replace(options, fidelity=w))).image, swept), f"w={w}"
 
 
 def test_the_cli_restores_only_the_faces_asked_at_their_w(tmp_path, everyone, stand_in_weights):
@@ -173,9 +175,9 @@ def test_a_face_the_image_lacks_is_refused_in_one_line_before_any_network(tmp_pa
 
     only_one = r"^There is no face 3: this image has 1 face\(s\); its one face is face 0\.$"
     with pytest.raises(InvalidOptionError, match=only_one):
-        pipeline.run(face, RestoreOptions(aligned=True, face_fidelities={3: 0.2}))
+        pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True, face_fidelities={3: 0.2})))
     with pytest.raises(InvalidOptionError, match="There is no face 1"):
-        pipeline.fidelity_sweep(face, RestoreOptions(aligned=True), face_index=1)
+        pipeline.fidelity_sweep(RestoreRequest(face, RestoreOptions(aligned=True)), face_index=1)
 
     code = cli.main([
         "restore", str(SAMPLES / "whole" / "03.jpg"), "-o", str(tmp_path / "out"), "--detector", "dlib",
@@ -190,7 +192,7 @@ def test_a_face_left_out_of_an_aligned_input_returns_the_input(tmp_path):
     pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
     face = read_image(SAMPLES / "aligned" / "0240.png")
 
-    result = pipeline.run(face, RestoreOptions(aligned=True, skip_faces=[0]))
+    result = pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True, skip_faces=[0])))
 
     assert np.array_equal(result.image, face.bgr) and result.report.faces_restored == 0
 

@@ -10,7 +10,7 @@ from codeformer_core.hardware import HardwareProfile
 from codeformer_core.images import read_image
 from codeformer_core.network import CodeFormer, precision
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.settings import HubSettings, Settings
 from codeformer_core.weights import WeightStore
 from demo import build_demo
@@ -73,8 +73,8 @@ def test_fast_mode_decodes_at_the_pipelines_precision_and_exact_runs_float32(sta
     face = read_image(SAMPLES / "aligned" / "0240.png")
     pipeline = Pipeline(weights, "cpu", fast_precision="bf16")
 
-    pipeline.run(face, RestoreOptions(aligned=True))
-    pipeline.run(face, RestoreOptions(aligned=True, exact=True))
+    pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True)))
+    pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True, exact=True)))
 
     assert seen == ["bf16", "float32"]
 
@@ -99,7 +99,8 @@ def test_a_cpu_without_native_bf16_runs_exact_float32_when_not_asked_to(stand_in
                         seen.append(precision) or original(net, encoded, w, precision))
     pipeline = Pipeline(weights, "cpu")
 
-    report = pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True)).report
+    face = read_image(SAMPLES / "aligned" / "0240.png")
+    report = pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True))).report
 
     assert pipeline.fast_precision == "float32" and seen == ["float32"] and report.precision == "exact float32"
 

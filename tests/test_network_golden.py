@@ -19,10 +19,10 @@ from codeformer_core.network import CodeFormer, build_network, composite_inpaint
 from codeformer_core.network.batches import tensor_to_crops
 from codeformer_core.network.cpu_convolutions import use_fast_cpu_convolutions
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.settings import HubSettings
-from codeformer_core.testing.golden import golden_dir, golden_input, golden_state_dict, manifest, reference_arrays
 from codeformer_core.weights import WeightStore
+from tests.support.golden import golden_dir, golden_input, golden_state_dict, manifest, reference_arrays
 
 FEATURE_TOLERANCE = 1e-4
 OUTPUT_TOLERANCE = 1e-3  # times max |reference|
@@ -191,8 +191,8 @@ def test_the_pipeline_in_fast_mode_keeps_float32s_codes_and_exact_mode_meets_the
     face = read_image(golden_dir() / f"{task}_input.png")
     options = RestoreOptions(task=task, aligned=True, fidelity=PIPELINE_FIDELITY[task], upscale=1)
 
-    pipeline.run(face, options)
-    exact = pipeline.run(face, dataclasses.replace(options, exact=True))
+    pipeline.run(RestoreRequest(face, options))
+    exact = pipeline.run(RestoreRequest(face, dataclasses.replace(options, exact=True)))
 
     reference = reference_arrays(task)
     assert decodes == [reduced_precision("cpu"), "float32"] and len(codes) == 2  # each mode encodes once

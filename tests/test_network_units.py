@@ -45,8 +45,8 @@ from codeformer_core.network.precision import (
 from codeformer_core.network.transformer import TransformerSALayer
 from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, Upsample, VectorQuantizer
 from codeformer_core.pipeline.models import Models
-from codeformer_core.testing.golden import golden_state_dict, manifest, write_official_checkpoint
 from codeformer_core.weights.checkpoints import read_state_dict
+from tests.support.golden import golden_state_dict, manifest, write_official_checkpoint
 
 
 @pytest.fixture(scope="module")

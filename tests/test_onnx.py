@@ -17,15 +17,15 @@ import torch
 from codeformer_core import cli
 from codeformer_core.errors import InvalidOptionError
 from codeformer_core.export.graphs import DecoderGraph
+from codeformer_core.export.runtime import OnnxRuntimeCodeFormer, providers_for
 from codeformer_core.images import read_image
 from codeformer_core.layouts import TASKS
 from codeformer_core.network import build_network
-from codeformer_core.network.onnx_runtime import OnnxRuntimeCodeFormer, providers_for
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
-from codeformer_core.testing.golden import golden_input, golden_state_dict, reference_arrays
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.weights import WeightStore
 from codeformer_core.weights.registry import CODEFORMER_FILES
+from tests.support.golden import golden_input, golden_state_dict, reference_arrays
 
 from .conftest import SAMPLES
 
@@ -135,10 +135,10 @@ def test_a_tensor_w_of_zero_gives_exactly_the_output_without_the_cft_blocks():
 def test_the_pipeline_on_onnxruntime_matches_torch_and_a_new_fidelity_skips_the_encoder(onnx_pipeline, restore_weights):
     face = read_image(SAMPLES / "aligned" / "0240.png")
     options = RestoreOptions(aligned=True, fidelity=0.5, exact=True)  # the graphs run float32
-    on_torch = Pipeline(WeightStore(restore_weights), device="cpu", backend="torch").run(face, options)
+    on_torch = Pipeline(WeightStore(restore_weights), device="cpu", backend="torch").run(RestoreRequest(face, options))
 
-    first = onnx_pipeline.run(face, options)
-    again = onnx_pipeline.run(face, dataclasses.replace(options, fidelity=0.8))
+    first = onnx_pipeline.run(RestoreRequest(face, options))
+    again = onnx_pipeline.run(RestoreRequest(face, dataclasses.replace(options, fidelity=0.8)))
 
     assert np.abs(first.image.astype(int) - on_torch.image).max() <= 1
     assert "encode" in first.report.timings and "encode" not in again.report.timings

@@ -15,7 +15,7 @@ from codeformer_core.faces.parsing import (
 )
 from codeformer_core.layouts import FACE_SIZE
 from codeformer_core.network.cpu_convolutions import CpuConv2d, use_fast_cpu_convolutions
-from codeformer_core.testing.checkpoint_files import write_parsenet
+from tests.support.checkpoint_files import write_parsenet
 
 SKIN, NECK, HAIR, HAT = 1, 17, 13, 14
 

@@ -20,7 +20,7 @@ from codeformer_core.faces.alignment import FFHQ_TEMPLATE_512, estimate_alignmen
 from codeformer_core.faces.detection import DetectedFace
 from codeformer_core.images import read_image, read_image_array
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.weights import WeightStore
 
 from .conftest import SAMPLES
@@ -42,7 +42,7 @@ def one_face_photo():
 @pytest.fixture(scope="module")
 def restored_whole(pipeline, one_face_photo):
     options = RestoreOptions(detector="dlib", upscale=2, fidelity=0.5)
-    return pipeline.run(one_face_photo, options)
+    return pipeline.run(RestoreRequest(one_face_photo, options))
 
 
 def face_square(report_face, scale: float = 1) -> tuple[slice, slice]:
@@ -79,7 +79,7 @@ def test_whole_photo_restore_pastes_the_face_back_and_leaves_the_rest(restored_w
 
 
 def test_a_new_fidelity_reuses_detection_encoding_and_masks(pipeline, one_face_photo, restored_whole):
-    again = pipeline.run(one_face_photo, RestoreOptions(detector="dlib", upscale=2, fidelity=1.0))
+    again = pipeline.run(RestoreRequest(one_face_photo, RestoreOptions(detector="dlib", upscale=2, fidelity=1.0)))
 
     assert {"detect", "encode", "parse", "background"}.isdisjoint(again.report.timings)
     assert {"decode", "paste"} <= set(again.report.timings)
@@ -93,7 +93,7 @@ def test_aligned_colorize_adds_colour_to_a_gray_face(pipeline):
     gray = read_image(SAMPLES / "gray" / "Hepburn02.png")
     assert gray.is_gray
 
-    result = pipeline.run(gray, RestoreOptions(task="colorize", aligned=True))
+    result = pipeline.run(RestoreRequest(gray, RestoreOptions(task="colorize", aligned=True)))
 
     assert result.image.shape == (512, 512, 3)
     spread = np.abs(result.image[..., 0].astype(int) - result.image[..., 2].astype(int)).mean()
@@ -109,7 +109,7 @@ def test_restore_keeps_a_sepia_faces_tint(pipeline):
     image = read_image(cv2.imencode(".png", sepia)[1].tobytes())
     assert image.is_gray
 
-    result = pipeline.run(image, RestoreOptions(aligned=True, fidelity=0.5))
+    result = pipeline.run(RestoreRequest(image, RestoreOptions(aligned=True, fidelity=0.5)))
 
     output = result.image.astype(int)
     unclipped = np.all((output > 0) & (output < 255), axis=2)
@@ -122,7 +122,7 @@ def test_restore_keeps_a_gray_rgba_faces_tone_and_its_alpha(pipeline):
     rgba = read_image(SAMPLES / "gray" / "Einstein02.png")
     assert rgba.alpha is not None and rgba.is_gray
 
-    result = pipeline.run(rgba, RestoreOptions(aligned=True, fidelity=0.7))
+    result = pipeline.run(RestoreRequest(rgba, RestoreOptions(aligned=True, fidelity=0.7)))
 
     assert result.image.shape == (512, 512, 4)
     assert np.array_equal(result.image[..., 3], rgba.alpha)
@@ -135,7 +135,7 @@ def test_aligned_inpaint_changes_only_the_white_strokes(pipeline):
     holes = np.all(masked.bgr == 255, axis=2)
     assert holes.any()
 
-    result = pipeline.run(masked, RestoreOptions(task="inpaint", aligned=True))
+    result = pipeline.run(RestoreRequest(masked, RestoreOptions(task="inpaint", aligned=True)))
 
     assert np.array_equal(result.image[~holes], masked.bgr[~holes])
     assert np.any(result.image[holes] != 255)
@@ -149,9 +149,8 @@ def test_whole_photo_inpaint_with_a_separate_mask_changes_only_the_mask(pipeline
     centre_cols = slice(cols.start + (cols.stop - cols.start) // 3, cols.stop - (cols.stop - cols.start) // 3)
     mask[centre_rows, centre_cols] = 1.0
 
-    result = pipeline.run(
-        one_face_photo, RestoreOptions(task="inpaint", detector="dlib", upscale=1, parse_paste=False), mask=mask
-    )
+    options = RestoreOptions(task="inpaint", detector="dlib", upscale=1, parse_paste=False)
+    result = pipeline.run(RestoreRequest(one_face_photo, options, mask=mask))
 
     working, _ = enlarged_as_official(one_face_photo.bgr)
     holes = cv2.resize(mask, working.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
@@ -165,7 +164,7 @@ def test_a_photo_without_faces_is_upscaled_and_says_so(tmp_path):
     image = read_image(cv2.imencode(".png", cv2.merge([gradient] * 3))[1].tobytes())
     pipeline = Pipeline(WeightStore(tmp_path / "empty"), device="cpu")
 
-    result = pipeline.run(image, RestoreOptions(detector="dlib", upscale=3))
+    result = pipeline.run(RestoreRequest(image, RestoreOptions(detector="dlib", upscale=3)))
 
     assert result.image.shape == (3 * 512, 3 * 768, 3)  # enlarged to a shorter side of 512 first, as officially
     assert result.faces == [] and result.report.faces == []
@@ -194,7 +193,7 @@ def test_small_photos_are_enlarged_to_a_shorter_side_of_512_as_officially(tmp_pa
     sizes = {}
     for width, height in ((225, 225), (1000, 800), (300, 200)):
         image = read_image_array(np.full((height, width, 3), 120, np.uint8))
-        result = pipeline.run(image, RestoreOptions(upscale=2), faces=[])
+        result = pipeline.run(RestoreRequest(image, RestoreOptions(upscale=2), faces=[]))
         sizes[width, height] = result.report.output_size
     assert sizes == {(225, 225): (1024, 1024), (1000, 800): (2000, 1600), (300, 200): (1536, 1024)}
     assert any("enlarged to 768x512" in line for line in result.report.adjustments)
@@ -203,7 +202,7 @@ def test_small_photos_are_enlarged_to_a_shorter_side_of_512_as_officially(tmp_pa
 def test_a_small_photos_face_is_restored_at_the_enlarged_size(pipeline):
     photo = read_image(SAMPLES / "whole" / "04.jpg")  # 225 x 225, one face
 
-    result = pipeline.run(photo, RestoreOptions(detector="dlib", upscale=2, parse_paste=False))
+    result = pipeline.run(RestoreRequest(photo, RestoreOptions(detector="dlib", upscale=2, parse_paste=False)))
 
     assert result.image.shape == (1024, 1024, 3) and result.report.faces_restored == 1
     # Landmarks are reported in the input's pixels, whatever size the pipeline worked at.
@@ -269,7 +268,7 @@ def test_a_crowd_is_capped_to_the_largest_faces_with_a_message(stand_in_weights,
     pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=1)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
 
-    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1, parse_paste=False))
+    result = pipeline.run(RestoreRequest(one_face_photo, RestoreOptions(upscale=1, parse_paste=False)))
 
     assert len(result.faces) == 1 and result.report.faces_restored == 1
     assert result.report.faces[0].box[:2] == [120.0, 0.0]  # the larger face, index 2
@@ -291,12 +290,12 @@ def test_each_network_stage_runs_on_a_thread_that_ends_with_it(stand_in_weights,
     face = np.full((512, 512, 3), 128, np.uint8)
     masks = np.ones((1, 512, 512), np.float32)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", stage("encode", ["encoded face"]))
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.decode_faces", stage("decode", [face]))
+    monkeypatch.setattr("codeformer_core.pipeline.face_stage.encode_faces", stage("encode", ["encoded face"]))
+    monkeypatch.setattr("codeformer_core.pipeline.decode_stage.decode_faces", stage("decode", [face]))
     parser = SimpleNamespace(paste_masks=stage("parse", masks))
     monkeypatch.setattr(pipeline.models, "parser", lambda *args, **kwargs: parser)
 
-    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1))
+    result = pipeline.run(RestoreRequest(one_face_photo, RestoreOptions(upscale=1)))
 
     assert result.report.faces_restored == 1
     assert sorted(stage_threads) == ["decode", "encode", "parse"]
@@ -310,7 +309,7 @@ def test_out_of_device_memory_is_retried_with_half_the_batch_down_to_one_then_re
 ):
     pipeline = Pipeline(WeightStore(stand_in_weights("codeformer.pth")), device="cpu", max_faces=4)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 16)  # a large GPU
+    monkeypatch.setattr("codeformer_core.pipeline.device_runs.batch_size_for", lambda device: 16)  # a large GPU
     batches_tried = []
 
     def encode(net, crops, *, adain, batch):
@@ -320,20 +319,20 @@ def test_out_of_device_memory_is_retried_with_half_the_batch_down_to_one_then_re
         return ["encoded face"] * len(crops)
 
     face = np.full((512, 512, 3), 128, np.uint8)
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", encode)
+    monkeypatch.setattr("codeformer_core.pipeline.face_stage.encode_faces", encode)
     decode = lambda net, encoded, **_: [face] * len(encoded)  # noqa: E731
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.decode_faces", decode)
+    monkeypatch.setattr("codeformer_core.pipeline.decode_stage.decode_faces", decode)
 
-    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1, parse_paste=False))
+    result = pipeline.run(RestoreRequest(one_face_photo, RestoreOptions(upscale=1, parse_paste=False)))
 
     assert batches_tried == [16, 8, 4, 2, 1] and result.report.faces_restored == 4
 
     def always_out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.encode_faces", always_out_of_memory)
+    monkeypatch.setattr("codeformer_core.pipeline.face_stage.encode_faces", always_out_of_memory)
     with pytest.raises(DeviceError, match="ran out of memory"):
-        pipeline.run(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True))
+        pipeline.run(RestoreRequest(read_image(SAMPLES / "aligned" / "0240.png"), RestoreOptions(aligned=True)))
 
 
 def test_the_face_parser_is_retried_with_fewer_faces_per_pass_after_running_out_of_memory(
@@ -342,10 +341,10 @@ def test_the_face_parser_is_retried_with_fewer_faces_per_pass_after_running_out_
     weights = stand_in_weights("codeformer.pth", "parsing_parsenet.pth")
     pipeline = Pipeline(WeightStore(weights), device="cpu", max_faces=3)
     monkeypatch.setattr(pipeline.models, "detector", lambda *args, **kwargs: GridDetector())
-    monkeypatch.setattr("codeformer_core.pipeline.pipeline.batch_size_for", lambda device: 4)  # a GPU
+    monkeypatch.setattr("codeformer_core.pipeline.device_runs.batch_size_for", lambda device: 4)  # a GPU
     face = np.full((512, 512, 3), 128, np.uint8)
-    monkeypatch.setattr(pipeline, "_encode", lambda state, prepared, indices: None)  # the network is not the point
-    monkeypatch.setattr(pipeline, "_finished_faces", lambda state, prepared, wanted: [face] * len(wanted))
+    monkeypatch.setattr(pipeline._faces, "encode", lambda state, prepared, indices: None)  # not the point here
+    monkeypatch.setattr(pipeline._decoder, "finished_faces", lambda state, prepared, wanted: [face] * len(wanted))
     parser = pipeline.models.parser()
     passes = []
     original = parser.network.forward
@@ -358,6 +357,6 @@ def test_the_face_parser_is_retried_with_fewer_faces_per_pass_after_running_out_
 
     monkeypatch.setattr(parser.network, "forward", forward)
 
-    result = pipeline.run(one_face_photo, RestoreOptions(upscale=1))
+    result = pipeline.run(RestoreRequest(one_face_photo, RestoreOptions(upscale=1)))
 
     assert passes == [3, 2, 1, 1, 1] and result.report.faces_restored == 3

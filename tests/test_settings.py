@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from codeformer_core.errors import InvalidOptionError
-from codeformer_core.settings import DEFAULT_HUB_REPO, Settings
+from codeformer_core.settings import Settings
+from codeformer_core.weights.hub_settings import DEFAULT_HUB_REPO
 
 
 def test_an_empty_environment_gives_the_defaults():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from codeformer_core.commands.download import add_download_arguments, run_download
 from codeformer_core.errors import (
     CheckpointMismatchError,
     CorruptWeightsError,
@@ -23,10 +24,9 @@ from codeformer_core.network import CodeFormer
 from codeformer_core.network.loading import load_network
 from codeformer_core.options import RestoreOptions
 from codeformer_core.settings import HubSettings, Settings
-from codeformer_core.testing.golden import golden_tensor
 from codeformer_core.weights import REGISTRY, WeightFile, WeightStore, files_needed
 from codeformer_core.weights.checkpoints import read_state_dict
-from codeformer_core.weights.download_cli import add_download_arguments, run_download
+from tests.support.golden import golden_tensor
 
 from .fake_hub import FakeHub, closed_port_url, silent_server_url, small_checkpoint, use_hub
 

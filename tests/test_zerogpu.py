@@ -20,7 +20,7 @@ from codeformer_core.errors import WeightsUnavailableError
 from codeformer_core.faces.detection import DetectedFace
 from codeformer_core.images import read_image, read_image_array
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.settings import HubSettings
 from codeformer_core.video import restore_video
 from codeformer_core.weights import WeightStore
@@ -29,6 +29,7 @@ from demo.outputs import RequestFiles
 from demo.zerogpu import (
     FACES_PER_VIDEO_FRAME,
     MAX_CALL_SECONDS,
+    SECONDS_PER_FACE,
     SETUP_SECONDS,
     ZeroGpuRestorer,
     run_many_seconds,
@@ -99,11 +100,11 @@ def test_a_photo_runs_inside_one_gpu_call_and_comes_back_unchanged(pipeline, spa
     options = RestoreOptions(aligned=True, fidelity=0.7)
     restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
 
-    on_gpu = restorer.run(face, options)
-    direct = pipeline.run(face, options)
+    on_gpu = restorer.run(RestoreRequest(face, options))
+    direct = pipeline.run(RestoreRequest(face, options))
 
     assert runs_inside == [True, False]
-    assert spaces_stand_in.calls == [("_run", run_seconds(face, options))]
+    assert spaces_stand_in.calls == [("_run", run_seconds(RestoreRequest(face, options)))]
     assert np.array_equal(on_gpu.image, direct.image) and on_gpu.report.faces_restored == 1
 
 
@@ -117,10 +118,11 @@ def test_a_fidelity_sweep_runs_inside_one_gpu_call(pipeline, spaces_stand_in, mo
     monkeypatch.setattr(Pipeline, "fidelity_sweep", spied)
     face, options = read_image(FACE), RestoreOptions(aligned=True)
 
-    sweep = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU).fidelity_sweep(face, options, 0, (0.0, 1.0))
+    restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
+    sweep = restorer.fidelity_sweep(RestoreRequest(face, options), 0, (0.0, 1.0))
 
     assert inside == [True] and sweep.fidelities == (0.0, 1.0) and len(sweep.faces) == 2
-    assert spaces_stand_in.calls == [("_sweep", sweep_seconds(face, options, 0, (0.0, 1.0)))]
+    assert spaces_stand_in.calls == [("_sweep", sweep_seconds(RestoreRequest(face, options), 0, (0.0, 1.0)))]
     assert not np.array_equal(sweep.faces[0], sweep.faces[1])
 
 
@@ -129,7 +131,7 @@ def test_an_engine_error_inside_a_call_reaches_the_visitor_as_itself(tmp_path, s
     restorer = ZeroGpuRestorer(offline, spaces_stand_in.GPU)
 
     with pytest.raises(WeightsUnavailableError, match="codeformer.pth"):
-        restorer.run(read_image(FACE), RestoreOptions(aligned=True))
+        restorer.run(RestoreRequest(read_image(FACE), RestoreOptions(aligned=True)))
     assert [name for name, _ in spaces_stand_in.calls] == ["_run"]
 
 
@@ -138,19 +140,22 @@ def test_durations_grow_with_faces_pixels_upscale_and_upsamplers():
     two_faces = [DetectedFace(np.zeros(4, np.float32), np.zeros((5, 2), np.float32), 1.0)] * 2
     working_mp = 512 * 512 / 1e6
 
-    assert run_seconds(small, RestoreOptions(upscale=2), None, two_faces) == math.ceil(
-        SETUP_SECONDS + 2 * 0.5 + working_mp * 4 * 0.5
+    def seconds(image, faces=None, **options) -> int:
+        return run_seconds(RestoreRequest(image, RestoreOptions(**options), faces=faces))
+
+    assert seconds(small, two_faces, upscale=2) == math.ceil(
+        SETUP_SECONDS + 2 * SECONDS_PER_FACE + working_mp * 4 * 0.5
     )
-    unknown = run_seconds(small, RestoreOptions(upscale=2))
-    assert unknown > run_seconds(small, RestoreOptions(upscale=2), None, two_faces)  # faces not known yet
-    assert run_seconds(small, RestoreOptions(upscale=2, background="realesrgan")) > unknown
-    assert run_seconds(small, RestoreOptions(upscale=2, face_upsample=True)) > unknown
-    assert run_seconds(small, RestoreOptions(upscale=4)) > unknown
+    unknown = seconds(small, upscale=2)
+    assert unknown > seconds(small, two_faces, upscale=2)  # faces not known yet
+    assert seconds(small, upscale=2, background="realesrgan") > unknown
+    assert seconds(small, upscale=2, face_upsample=True) > unknown
+    assert seconds(small, upscale=4) > unknown
     huge = read_image_array(np.zeros((4000, 4000, 3), np.uint8))
-    assert run_seconds(huge, RestoreOptions(upscale=4, background="realesrgan")) == MAX_CALL_SECONDS
-    frames = [small] * 3
-    assert run_many_seconds(frames, RestoreOptions(upscale=1)) == math.ceil(
-        SETUP_SECONDS + 3 * (FACES_PER_VIDEO_FRAME * 0.5 + working_mp * 0.5)
+    assert seconds(huge, upscale=4, background="realesrgan") == MAX_CALL_SECONDS
+    frames = [RestoreRequest(small, RestoreOptions(upscale=1))] * 3
+    assert run_many_seconds(frames) == math.ceil(
+        SETUP_SECONDS + 3 * (FACES_PER_VIDEO_FRAME * SECONDS_PER_FACE + working_mp * 0.5)
     )
 
 
@@ -192,7 +197,8 @@ def test_the_real_spaces_off_zerogpu_changes_nothing(monkeypatch, pipeline):
     restorer = ZeroGpuRestorer(pipeline, spaces.GPU)
 
     assert spaces.GPU(duration=30)(plain) is plain and spaces.GPU(plain) is plain
-    assert np.array_equal(restorer.run(face, options).image, pipeline.run(face, options).image)
+    request = RestoreRequest(face, options)
+    assert np.array_equal(restorer.run(request).image, pipeline.run(request).image)
     assert torch.cuda.is_available() is False
 
 

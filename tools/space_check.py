@@ -1,6 +1,6 @@
 """`make space-check`: install and start the app the way a Hugging Face Space builder does, then restore a face.
 
-    .venv/bin/python tools/space_check.py [--python python3.12] [--keep DIR]
+    .venv/bin/python -m tools.space_check [--python python3.12] [--keep DIR]
 
 In a temporary folder it exports the committed tree (what a push to a Space carries), makes a fresh virtual
 environment with the README's `python_version` (the nearest Python here), installs `packages.txt` with apt and
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from codeformer_core.testing.shared_data import DEFAULT_SHARED_DIR, SHARED_DIR_VARIABLE
+from tests.support.shared_data import DEFAULT_SHARED_DIR, SHARED_DIR_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FACE = "aligned/0240.png"
@@ -56,7 +56,7 @@ def check(work: Path, python: str) -> int:
     weights.mkdir(exist_ok=True)
     # The golden fill reads the checkpoint's key list from this checkout's ../shared.
     shared = {**os.environ, SHARED_DIR_VARIABLE: str(DEFAULT_SHARED_DIR)}
-    run([venv / "bin/python", "-c", "import sys; from codeformer_core.testing.golden import "
+    run([venv / "bin/python", "-c", "import sys; from tests.support.golden import "
          "write_official_checkpoint; write_official_checkpoint('restore', sys.argv[1])", weights / "codeformer.pth"],
         cwd=space, env=shared)
     port = free_port()

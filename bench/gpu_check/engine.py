@@ -37,10 +37,10 @@ from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.pipeline.clock import StageClock
 from codeformer_core.settings import HubSettings
-from codeformer_core.testing import golden as golden_vectors
-from codeformer_core.testing.shared_data import SHARED_DIR_VARIABLE
 from codeformer_core.weights.registry import CODEFORMER_FILES, PARSER_FILE, REGISTRY
 from codeformer_core.weights.store import WeightStore
+from tests.support import golden as golden_vectors
+from tests.support.shared_data import SHARED_DIR_VARIABLE
 
 from .candidates.cuda_graphs import CudaGraphPasses, use_cuda_graphs, use_eager_passes
 from .timing import counted

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from codeformer_core.testing.shared_data import DEFAULT_SHARED_DIR
+from tests.support.shared_data import DEFAULT_SHARED_DIR
 
 from .report import Result, SectionOutcome
 from .timing import Deadline

@@ -72,7 +72,7 @@ def run_on_cluster(args: argparse.Namespace, options: RestoreOptions, settings: 
         actors = plan_actors(ray.cluster_resources(), args.actors, args.cpus_per_actor, args.device)
         summary.actors = actors.actors
         job = _Job(ray, actors, {"settings": settings, "options": options, "device": actors.device,
-                                 "weights_dir": args.weights_dir, "mask": mask}, summary)  # fmt: skip
+                                 "mask": mask}, summary)  # fmt: skip
         job.restore_photos(plan.photos)
         for source, destination in plan.videos:
             job.restore_video(source, destination, args.chunk_frames)

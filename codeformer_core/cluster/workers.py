@@ -6,7 +6,6 @@ the engine and its weights but not the job's files. No Ray is imported here: Ray
 its actors and calls them with batches (dicts of NumPy arrays, one entry per column).
 """
 
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,7 +14,7 @@ from ..errors import CodeFormerError, InvalidImageError, WeightsError
 from ..images import encode_png, read_image, read_image_array
 from ..layouts import Mask
 from ..options import RestoreOptions
-from ..pipeline import Pipeline
+from ..pipeline import Pipeline, RestoreRequest
 from ..settings import Settings
 
 DONE, FAILED, STOP = "done", "failed", "stop"
@@ -39,10 +38,9 @@ class _PipelineActor:
         settings: Settings,
         options: RestoreOptions,
         device: str,
-        weights_dir: Path | None = None,
         mask: Mask | None = None,
     ) -> None:
-        self.pipeline = Pipeline.from_settings(settings, device=device, weights_dir=weights_dir)
+        self.pipeline = Pipeline.from_settings(settings, device=device)
         self.options = options
         self.mask = mask
 
@@ -60,7 +58,7 @@ class PhotoWorker(_PipelineActor):
         try:
             if read_error:
                 raise InvalidImageError(read_error)
-            result = self.pipeline.run(read_image(data), self.options, mask=self.mask)
+            result = self.pipeline.run(RestoreRequest(read_image(data), self.options, self.mask))
             png = encode_png(result.image)
         except WeightsError as error:
             return PhotoOutcome(STOP, str(error))
@@ -75,7 +73,7 @@ class FrameWorker(_PipelineActor):
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         frames = [read_image_array(rgb, channel_order="RGB") for rgb in batch["frame"]]
-        restored = self.pipeline.run_many(frames, self.options)
+        restored = self.pipeline.run_many([RestoreRequest(frame, self.options) for frame in frames])
         return {
             "index": batch["index"],
             "frame": np.stack([result.image for result in restored]),

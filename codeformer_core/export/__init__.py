@@ -1,5 +1,7 @@
-"""The CodeFormer network exported to ONNX with the fidelity w as an input (`python -m codeformer_core export`).
+"""CodeFormer on ONNX: the network exported with the fidelity w as an input (`python -m codeformer_core export`),
+the exported graphs cached per checkpoint, and the onnxruntime backend that runs them (`runtime.py`), chosen by
+`backends.py`.
 
-Needs the optional `onnx` package (requirements-onnx.txt); nothing here is imported unless an export, or the
-onnxruntime backend, is asked for.
+Needs the optional `onnx` and `onnxruntime` packages (requirements-onnx.txt); nothing that imports them is imported
+unless an export, or the onnxruntime backend, is asked for.
 """

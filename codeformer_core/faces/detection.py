@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..checks import check_choice
 from ..errors import InvalidOptionError
 from ..layouts import BGRImage, Box, Landmarks5
-from ..options import check_choice
 from ..weights.checkpoints import load_weights_into, read_state_dict
 from ..weights.registry import RETINAFACE_FILES
 from .alignment import FFHQ_TEMPLATE_512

@@ -18,9 +18,9 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_choice, check_fidelity
 from ..errors import InvalidImageError
 from ..layouts import FACE_SIZE, TASKS, Task
-from ..options import check_choice, check_fidelity
 from .encoded import EncodedFaces
 from .precision import DecoderOverflows, Precision, computing_at, overflow_fallback
 from .transformer import transformer_layers

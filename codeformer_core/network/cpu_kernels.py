@@ -32,12 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from ..compat import cpu_has_native_bf16, nnpack_available, nnpack_convolution
-from ..settings import CpuKernels
 
 logger = logging.getLogger(__name__)
 
 KernelChoice = Literal["winograd", "channels-last", "plain"]
 KERNEL_CHOICES: tuple[KernelChoice, ...] = ("winograd", "channels-last", "plain")
+CpuKernels = Literal["auto", "winograd", "channels-last", "plain"]
+CPU_KERNELS: tuple[CpuKernels, ...] = ("auto", *KERNEL_CHOICES)
+"""A setting: a choice, or "auto" for the probe's."""
 PROBE_CONVOLUTIONS = ((128, 128), (64, 256))
 """(channels, side) of the 3x3 convolutions timed: the decoder's and ParseNet's most frequent costly shapes."""
 PROBE_REPEATS = 3

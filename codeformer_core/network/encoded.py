@@ -65,7 +65,7 @@ class EncodedFaces:
 
 class FaceNetwork(Protocol):
     """What runs CodeFormer for the pipeline: the torch network (`CodeFormer`) or the exported graphs run by ONNX
-    Runtime (`onnx_runtime.OnnxRuntimeCodeFormer`). Faces are N x 3 x 512 x 512 float32 RGB in [-1, 1] on
+    Runtime (`export.runtime.OnnxRuntimeCodeFormer`). Faces are N x 3 x 512 x 512 float32 RGB in [-1, 1] on
     `device`; `decode` re-runs only the w-dependent half."""
 
     @property

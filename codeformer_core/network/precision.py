@@ -8,12 +8,14 @@ from typing import Literal
 
 import torch
 
+from ..checks import check_choice
 from ..compat import cpu_has_native_bf16
-from ..options import check_choice
-from ..settings import FastPrecision
 
 Precision = Literal["float32", "bf16", "fp16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bf16", "fp16")
+FastPrecision = Literal["auto", "bf16", "fp16", "float32"]
+FAST_PRECISIONS: tuple[FastPrecision, ...] = ("auto", "bf16", "fp16", "float32")
+"""What fast mode decodes in: "auto" is `reduced_precision` of the device."""
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -4,5 +4,6 @@
 
 from .clock import Progress
 from .pipeline import DEFAULT_MAX_FACES, SWEEP_FIDELITIES, ImageRestorer, Pipeline
+from .request import RestoreRequest
 
-__all__ = ["DEFAULT_MAX_FACES", "SWEEP_FIDELITIES", "ImageRestorer", "Pipeline", "Progress"]
+__all__ = ["DEFAULT_MAX_FACES", "SWEEP_FIDELITIES", "ImageRestorer", "Pipeline", "Progress", "RestoreRequest"]

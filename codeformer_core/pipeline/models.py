@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from ..export.backends import Backend, resolve_backend
 from ..layouts import Task
 from ..network import CodeFormer, FaceNetwork
-from ..network.backends import resolve_backend
 from ..network.cpu_convolutions import use_fast_cpu_convolutions
 from ..network.cpu_kernels import KernelChoice
 from ..network.loading import load_network
 from ..network.reduced_weights import use_cast_once_weights
 from ..options import Detector
-from ..settings import Backend
 from ..weights.registry import CODEFORMER_FILES, DETECTOR_FILES, PARSER_FILE, REALESRGAN_FILE
 from ..weights.sources import DownloadProgress
 
@@ -37,7 +36,7 @@ RETINAFACE_NETWORKS = {"retinaface_resnet50": "resnet50", "retinaface_mobile0.25
 class Models:
     """weights: where files come from; device: where every model lives; cpu_kernels: which kernels a CPU's
     convolutions run with (decided by `network/cpu_kernels.py`); backend: what runs CodeFormer ("auto" resolved
-    here, once: see network/backends.py)."""
+    here, once: see export/backends.py)."""
 
     def __init__(
         self,
@@ -57,7 +56,7 @@ class Models:
         """The task's network on this backend; the onnxruntime backend exports the checkpoint on first use."""
         if self.backend == "onnxruntime":
             from ..export.graph_cache import cache_dir
-            from ..network.onnx_runtime import OnnxRuntimeCodeFormer
+            from ..export.runtime import OnnxRuntimeCodeFormer
 
             graphs_dir = cache_dir(self.weights.weights_dir)
 

@@ -3,7 +3,6 @@ report. `Pipeline.run` makes one per call, so the stages share it instead of pas
 along."""
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +16,7 @@ from ..options import RestoreOptions
 from ..report import Report, RestoreResult
 from .background import plan_upscale
 from .clock import Progress, StageClock
+from .request import RestoreRequest
 
 
 @dataclass
@@ -44,18 +44,12 @@ class RunState:
     upscale: int = 1
 
     @classmethod
-    def begin(
-        cls,
-        image: LoadedImage,
-        options: RestoreOptions,
-        *,
-        mask: Mask | None,
-        given: Sequence[DetectedFace] | None,
-        progress: Progress | None,
-    ) -> "RunState":
+    def begin(cls, request: RestoreRequest, progress: Progress | None) -> "RunState":
+        image, options = request.image, request.options
         report = Report(options.task, options.effective_fidelity, image.size)
         report.adjustments.extend(image.notes)
-        return cls(image, options, mask, None if given is None else list(given), StageClock(progress), report)
+        given = None if request.faces is None else list(request.faces)
+        return cls(image, options, request.mask, given, StageClock(progress), report)
 
     def fit_working_image(self) -> None:
         """Stage 1: the working image and the holes in it; every change made to get there goes in the report."""

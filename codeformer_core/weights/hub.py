@@ -26,7 +26,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from ..errors import InvalidOptionError
-from ..settings import HubSettings
+from .hub_settings import HubSettings
 from .sources import (
     CONNECT_TIMEOUT,
     READ_TIMEOUT,

@@ -7,7 +7,7 @@ Resolution order, per file, once per process:
    repo's file list, since mirrors keep the files at different paths;
 4. the official release URL (unless `allow_url_fallback=False`).
 Offline (`HubSettings.offline`, from HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE) only 1 and 2 are tried.
-`WeightStore.from_settings` takes all of it from the process's `Settings`.
+`Settings.weight_store` takes all of it from the process's settings.
 
 Where files end up: huggingface_hub downloads into its own cache, and the store then hard-links the file into the
 weights directory (a copy only when the two are on different filesystems). So the weights directory always holds
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import CorruptWeightsError, WeightsError, WeightsUnavailableError
-from ..settings import DEFAULT_WEIGHTS_DIR, HubSettings, Settings
+from .hub_settings import HubSettings
 from .checkpoints import size_problem, verify_download
 from .hub import HubRepo
 from .registry import REGISTRY, WeightFile, weight_file
@@ -39,6 +39,8 @@ from .sources import DownloadProgress, Fetched, SourceUnavailable, TransferFaile
 
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS_DIR = Path("weights")
 T = TypeVar("T")
 FileIdentity = tuple[int, int, int]
 Fetch = Callable[[Path, DownloadProgress | None, bool], Fetched]
@@ -74,11 +76,6 @@ class WeightStore:
         self._resolved: dict[str, Path] = {}
         self._origins: dict[str, str] = {}
         self._downloaded: dict[str, FileIdentity | None] = {}  # name -> the file as this process fetched it
-
-    @classmethod
-    def from_settings(cls, settings: Settings, weights_dir: Path | str | None = None) -> "WeightStore":
-        """The store the process's settings describe; `weights_dir` (a command-line option) overrides theirs."""
-        return cls(weights_dir or settings.weights_dir, hub=settings.hub)
 
     def path(self, name: str, progress: DownloadProgress | None = None) -> Path:
         """The local path of `name`, fetched and verified first if needed (once per process and store)."""

@@ -1,6 +1,6 @@
 """Checkpoints in the published files' formats, made here because the real ones cannot be downloaded.
 
-CodeFormer files get the golden weight fill (testing/golden.py), so their outputs are pinned to the reference; the
+CodeFormer files get the golden weight fill (support/golden.py), so their outputs are pinned to the reference; the
 detector, parser and upsampler get random weights with a fixed seed, which load through the same code as the
 official files but do not see faces.
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from facexlib.parsing.parsenet import ParseNet
 
-from ..layouts import TASKS
-from ..network.realesrgan import x2plus_network
-from ..weights.registry import CODEFORMER_FILES, PARSER_FILE, REALESRGAN_FILE, RETINAFACE_FILES
+from codeformer_core.layouts import TASKS
+from codeformer_core.network.realesrgan import x2plus_network
+from codeformer_core.weights.registry import CODEFORMER_FILES, PARSER_FILE, REALESRGAN_FILE, RETINAFACE_FILES
+
 from .golden import write_official_checkpoint
 
 

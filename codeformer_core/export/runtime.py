@@ -15,14 +15,14 @@ import onnxruntime
 import torch
 from torch import Tensor
 
+from ..checks import check_fidelity
 from ..errors import InvalidOptionError
-from ..export.graph_cache import ensure_graphs
-from ..export.graphs import FACES, LOGITS, LQ_FEAT, OUTPUT, QUANT_FEAT, WEIGHT, skip_name
 from ..layouts import Task, task_adain
-from ..options import check_fidelity
-from .codeformer import CONFIGS, check_faces
-from .encoded import EncodedFaces
-from .precision import Precision
+from ..network.codeformer import CONFIGS, check_faces
+from ..network.encoded import EncodedFaces
+from ..network.precision import Precision
+from .graph_cache import ensure_graphs
+from .graphs import FACES, LOGITS, LQ_FEAT, OUTPUT, QUANT_FEAT, WEIGHT, skip_name
 
 CPU = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

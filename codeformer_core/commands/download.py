@@ -14,9 +14,8 @@ from ..errors import WeightsError
 from ..layouts import TASKS
 from ..options import BACKGROUNDS, DETECTORS, RestoreOptions
 from ..settings import Settings
-from .registry import REGISTRY, files_needed
-from .sources import DownloadProgress
-from .store import WeightStore
+from ..weights.registry import REGISTRY, files_needed
+from ..weights.sources import DownloadProgress
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +51,7 @@ def tqdm_progress() -> tuple[DownloadProgress, dict[str, tqdm]]:
 
 
 def run_download(args: argparse.Namespace, settings: Settings) -> int:
-    store = WeightStore.from_settings(settings, args.weights_dir)
+    store = settings.weight_store(args.weights_dir)
     progress, bars = tqdm_progress()
     failures = 0
     for name in requested_files(args):

@@ -12,12 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..export.backends import missing_packages
 from ..layouts import TASKS
-from ..network.backends import missing_packages
 from ..settings import Settings
-from ..weights.download_cli import tqdm_progress
 from ..weights.registry import CODEFORMER_FILES
-from ..weights.store import WeightStore
+from .download import tqdm_progress
 
 FORMATS = ("onnx",)
 WEIGHT_TYPES = ("float32", "float64")  # export.onnx_export.WEIGHT_TYPES, kept here so --help needs no onnx
@@ -42,11 +41,18 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     if args.output.is_dir():
         print(f"error: -o {args.output} is a folder; name the .onnx file to write.", file=sys.stderr)
         return 1
-    from .graph_cache import cache_dir, cached_graphs
-    from .onnx_export import OFFICIAL_FIDELITY, OPSET, ExportedGraphs, export_checkpoint, input_summary, save_model
-    from .onnx_export import single_model as join
+    from ..export.graph_cache import cache_dir, cached_graphs
+    from ..export.onnx_export import (
+        OFFICIAL_FIDELITY,
+        OPSET,
+        ExportedGraphs,
+        export_checkpoint,
+        input_summary,
+        save_model,
+    )
+    from ..export.onnx_export import single_model as join
 
-    store = WeightStore.from_settings(settings, args.weights_dir)
+    store = settings.weight_store(args.weights_dir)
     started = time.perf_counter()
 
     def step(name: str) -> None:

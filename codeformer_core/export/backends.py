@@ -7,9 +7,11 @@ import system whether it could.
 import importlib.util
 from typing import Literal
 
+from ..checks import check_choice
 from ..errors import InvalidOptionError
-from ..options import check_choice
-from ..settings import BACKENDS, Backend
+
+Backend = Literal["auto", "torch", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("auto", "torch", "onnxruntime")
 
 ResolvedBackend = Literal["torch", "onnxruntime"]
 ONNX_PACKAGES = ("onnxruntime", "onnx")
