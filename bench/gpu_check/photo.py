@@ -23,13 +23,12 @@ from .engine import (
     RestoreOptions,
     cuda_graph_passes,
     faces_from_report,
-    fast_precision,
     overflow_events,
     read_image,
 )
 from .plan import Context
 from .report import CUDA_ONLY, FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result, no_candidate
-from .timing import counted, peak_memory_mb, reset_peak_memory, time_once
+from .timing import counted, peak_memory_mb, reset_peak_memory, swapped, time_once
 
 FIDELITY = 0.5  # the official default w
 NEW_FIDELITY = 0.8  # the slider moved after a run
@@ -60,7 +59,7 @@ def run_photo(ctx: Context) -> None:
         memory = {mode: _photo_mode(ctx, pipeline, variants, faces, mode) for mode in ctx.scale.photo_modes}
         candidate = ctx.scale.candidate
         if ctx.measures_candidate:
-            with fast_precision(pipeline, candidate):
+            with swapped(pipeline, "fast_precision", candidate):  # fast mode decodes and parses at the candidate
                 memory[candidate] = _photo_mode(ctx, pipeline, variants, faces, candidate)
         else:
             for row in ("first", "fidelity"):
