@@ -41,7 +41,7 @@ test: chromium $(VENV)/.test-installed
 # The reference path needs the published architecture as spandrel packages it (bench only, not the app).
 bench: $(VENV)/.runtime-installed
 	$(BIN)/pip install --no-deps -r bench/requirements.txt
-	$(BIN)/python bench/bench.py
+	$(BIN)/python -m bench.bench
 
 # A fresh venv installed exactly as a Hugging Face Space builder installs requirements.txt, then the app started as
 # a Space and asked for one restore (downloads several GB; not part of `make test`).

@@ -10,7 +10,7 @@ Random detector and parser weights cost the same time as the real ones (same lay
 decide nothing meaningful, which is why the whole-photo benchmark takes its landmarks from dlib (see bench.py).
 The files go into a cache directory outside the repository (~570 MB), made once and reused.
 
-The equivalence harness (official_equivalence.py) runs every official script, so it needs the other four official
+The equivalence harness (equivalence.py) runs every official script, so it needs the other four official
 files as well (`ensure_equivalence_weights`, ~1.4 GB in all): the colorization and inpainting CodeFormers (golden
 fill), RetinaFace MobileNet-0.25 and Real-ESRGAN x2plus (fixed-seed initialisation), written by the test suite's
 writers (`tests/support/checkpoint_files.py`).
@@ -18,6 +18,7 @@ writers (`tests/support/checkpoint_files.py`).
 
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ SEED = 20220923  # any fixed value: the files must be the same on every run
 CODEFORMER_FILE = "codeformer.pth"
 DETECTOR_FILE = "detection_Resnet50_Final.pth"
 PARSER_FILE = "parsing_parsenet.pth"
+BENCH_FILES = (CODEFORMER_FILE, DETECTOR_FILE, PARSER_FILE)
 EQUIVALENCE_EXTRA_FILES = (
     "codeformer_colorization.pth",
     "codeformer_inpainting.pth",
@@ -46,16 +48,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "codeformer-bench"
 
 
-def ensure_bench_weights(directory: Path) -> Path:
-    """Write the three files into `directory` unless they are already there; returns `directory`."""
-    return _write_missing(
-        directory,
-        {
-            CODEFORMER_FILE: lambda path: write_official_checkpoint("restore", path),
-            DETECTOR_FILE: _write_detector,
-            PARSER_FILE: _write_parser,
-        },
-    )
+def ensure_bench_weights(directory: Path, names: tuple[str, ...] = BENCH_FILES) -> Path:
+    """Write each of `names` (default: the benchmark's three files) that `directory` lacks; returns `directory`."""
+    writers = {CODEFORMER_FILE: partial(write_official_checkpoint, "restore"), DETECTOR_FILE: _write_detector,
+               PARSER_FILE: _write_parser}
+    return _write_missing(directory, {name: writers[name] for name in names})
 
 
 def ensure_equivalence_weights(directory: Path) -> Path:

@@ -1,6 +1,6 @@
 """Images per second on Ray against the single-process command line, on this machine (issue 17).
 
-    .venv/bin/python bench/cluster.py [--images 8] [--actors 1 2]
+    .venv/bin/python -m bench.cluster [--images 8] [--actors 1 2]
 
 Each row is one command as a user types it, run as a child process: `python -m codeformer_core restore FOLDER -o OUT
 --aligned --device cpu`, alone and then with `--ray --actors N` (a local Ray instance that the command starts and
@@ -16,7 +16,6 @@ times, which is what a long job converges to. Prints a markdown table. Not a tes
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_weights import CODEFORMER_FILE, default_cache_dir
 
-from tests.support.golden import write_official_checkpoint
+from bench.bench import cpu_model
+from bench.bench_weights import CODEFORMER_FILE, default_cache_dir, ensure_bench_weights
 from tests.support.shared_data import samples_dir
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -40,7 +39,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2], help="Ray actor counts to run")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of every row; each row keeps its best round")
     args = parser.parse_args()
-    weights = codeformer_weights()
+    weights = ensure_bench_weights(default_cache_dir(), (CODEFORMER_FILE,))
     print(machine_line(), flush=True)
     runs = [("single process", [], {}, 1), ("single process, one thread", [], {"OMP_NUM_THREADS": "1"}, 1)]
     runs += [(f"Ray, {n} actor(s)", ["--ray", "--actors", str(n)], {}, n) for n in args.actors]
@@ -59,18 +58,6 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, (wall, steady) in best.items():
         print(f"| {name} | {wall:.0f} | {args.images / wall:.3f} | {steady:.3f} | {1 / steady:.1f} |")
-
-
-def codeformer_weights() -> Path:
-    """A weights folder holding the golden-filled codeformer.pth (the bench cache's, made once)."""
-    folder = default_cache_dir()
-    target = folder / CODEFORMER_FILE
-    if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        write_official_checkpoint("restore", partial)
-        os.replace(partial, target)
-    return folder
 
 
 def write_faces(folder: Path, count: int) -> Path:
@@ -103,9 +90,7 @@ def measure(
 
 
 def machine_line() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())  # fmt: skip
-    return f"{model}, {os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.1f}"
+    return f"{cpu_model()}, {os.cpu_count()} cores; load average at the start {os.getloadavg()[0]:.1f}"
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import torch
 from bench.gpu_check.engine import (
     CodeFormer,
     RestoreOptions,
+    RestoreRequest,
     StageClock,
     computing_at,
     crops_to_tensor,
@@ -50,7 +51,7 @@ from bench.gpu_check.engine import (
 )
 from bench.gpu_check.photo import image_variant
 from bench.gpu_check.plan import DEFAULT_CARRY, FACES_FILE, Inputs
-from bench.gpu_check.timing import synchronize, time_once
+from bench.gpu_check.timing import swapped, synchronize, time_once
 
 FIDELITY = 0.5
 
@@ -62,8 +63,7 @@ def median_ms(work: Callable[[], object], device: torch.device, repeats: int) ->
     return 1000 * statistics.median(time_once(work, device)[1] for _ in range(repeats))
 
 
-@contextlib.contextmanager
-def synchronised_stages(device: torch.device) -> Iterator[None]:
+def synchronised_stages(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """Every pipeline stage's clock waits for the device at both ends while the block runs."""
     original = StageClock.stage
 
@@ -74,11 +74,7 @@ def synchronised_stages(device: torch.device) -> Iterator[None]:
             yield
             synchronize(device)
 
-    StageClock.stage = stage
-    try:
-        yield
-    finally:
-        StageClock.stage = original
+    return swapped(StageClock, "stage", stage)
 
 
 def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) -> None:
@@ -95,9 +91,10 @@ def whole_photo(args: argparse.Namespace, device: torch.device, report: dict) ->
             for index in range(1 if args.dry_run else 4):
                 variant = image_variant(image, index + 1)
                 with synchronised_stages(device):
-                    first, first_s = time_once(partial(pipeline.run, variant, options, faces=faces), device)
-                    again, again_s = time_once(
-                        partial(pipeline.run, variant, replace(options, fidelity=0.8), faces=faces), device)
+                    request = RestoreRequest(variant, options, faces=faces)
+                    first, first_s = time_once(partial(pipeline.run, request), device)
+                    again_request = replace(request, options=replace(options, fidelity=0.8))
+                    again, again_s = time_once(partial(pipeline.run, again_request), device)
                 rows.append((first_s, again_s, first.report.timings, again.report.timings))
             total, total_again, stages, stages_again = rows[-1]
             mode = "fast" if fast else "float32"
@@ -138,7 +135,7 @@ def network_variants(args: argparse.Namespace, device: torch.device, report: dic
     encoders = {
         "float32 (engine: NCHW, TF32 off)": (engine, False, contextlib.nullcontext),
         "float32, channels_last encoder": (channels_last, True, contextlib.nullcontext),
-        "float32, cudnn.benchmark": (engine, False, partial(_flag, torch.backends.cudnn, "benchmark", True)),
+        "float32, cudnn.benchmark": (engine, False, partial(swapped, torch.backends.cudnn, "benchmark", True)),
     }
     if device.type == "cuda":
         encoders["TF32 convolutions (not exact)"] = (engine, False, _tf32_convolutions)
@@ -191,25 +188,11 @@ def _codes(net: CodeFormer, x: torch.Tensor, channels_last: bool) -> torch.Tenso
 
 
 @contextlib.contextmanager
-def _flag(owner: object, name: str, value: bool) -> Iterator[None]:
-    saved = getattr(owner, name)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        setattr(owner, name, saved)
-
-
-@contextlib.contextmanager
 def _tf32_convolutions() -> Iterator[None]:
     """cuDNN's TF32 convolutions even inside the engine's float32 (which turns them off)."""
-    with _flag(torch.backends.cudnn, "allow_tf32", True):
-        original = precision_module.exact_cuda_convolutions
-        precision_module.exact_cuda_convolutions = contextlib.nullcontext
-        try:
-            yield
-        finally:
-            precision_module.exact_cuda_convolutions = original
+    with (swapped(torch.backends.cudnn, "allow_tf32", True),
+          swapped(precision_module, "exact_cuda_convolutions", contextlib.nullcontext)):
+        yield
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Run one official CodeFormer script with the equivalence harness's hooks (official_equivalence.py starts it).
+"""Run one official CodeFormer script with the equivalence harness's hooks (equivalence.py starts it).
 
     python official_runner.py --dump DUMP.json [--faces FACES.json] [--paste-as-ours] SCRIPT -- ARGS...
 

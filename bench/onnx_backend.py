@@ -1,6 +1,6 @@
 """The onnxruntime backend against the reference path and against our torch backend (issue 19).
 
-    .venv/bin/python bench/onnx_backend.py [--repeat N] [--device cpu|cuda] [--quick] [--write]
+    .venv/bin/python -m bench.onnx_backend [--repeat N] [--device cpu|cuda] [--quick] [--write]
 
 Same children, weights, images and method as bench.py (each measurement in a fresh process, kinds alternating,
 the minimum over --repeat): our pipeline runs once with CODEFORMER_BACKEND=torch and once with onnxruntime. On
@@ -13,23 +13,22 @@ import argparse
 import os
 import sys
 
-import numpy as np
 import torch
-from bench_weights import CODEFORMER_FILE, default_cache_dir, ensure_bench_weights
 
-from bench import (
+from bench.bench import (
     FIDELITY,
     NEW_FIDELITY,
-    OUTPUT_BOUND,
     Measured,
     Timing,
     add_run_arguments,
     best,
     document,
     fastest,
+    golden_agreement,
     publish,
     run_kinds,
 )
+from bench.bench_weights import CODEFORMER_FILE, default_cache_dir, ensure_bench_weights
 
 Results = dict[str, list[Measured]]
 
@@ -56,23 +55,13 @@ def memory_row(name: str, results: Results, kinds: tuple[str, str, str], key: st
             f"{on_torch / on_ort:.2f}x | | the highest of the repeats, models loaded (> 1: onnxruntime smaller) |")
 
 
-def golden_note(results: Results, kind: str) -> str:
-    reference, ours = results["reference-aligned"][0][1], results[kind][0][1]
-    same = bool((ours["logits"].argmax(-1) == reference["logits"].argmax(-1)).all())
-    gap = float(np.abs(ours["output"] - reference["output"]).max() / np.abs(reference["output"]).max())
-    pixels = int(np.abs(ours["face"].astype(int) - reference["face"]).max())
-    met = same and gap <= OUTPUT_BOUND
-    return (f"golden bounds {'met' if met else 'NOT met'} against the reference: idx "
-            f"{'identical' if same else 'differ'}, output max diff {gap:.1e} x max\\|ref\\|, face pixels max diff "
-            f"{pixels}")
-
-
 def rows_for(results: Results, suffix: str, label: str) -> list[str]:
     aligned, whole = f"ours-aligned-{suffix}", f"ours-whole-{suffix}"
     rows = [
         time_row(f"aligned face, first run ({label})", best(results["reference-aligned"], "run"),
                  best(results["ours-aligned"], "run"), best(results[aligned], "run"),
-                 f"encode + decode at w={FIDELITY}; {golden_note(results, aligned)}"),
+                 f"encode + decode at w={FIDELITY}; "
+                 + golden_agreement(results["reference-aligned"][0][1], results[aligned][0][1])[1]),
         time_row(f"aligned face, new fidelity ({label})", None, best(results["ours-aligned"], "again"),
                  best(results[aligned], "again"), f"decode only at w={NEW_FIDELITY}, the encoded face reused"),
         time_row(f"aligned face, w = 0 ({label})", None, best(results["ours-aligned"], "zero"),

@@ -32,9 +32,10 @@ from codeformer_core.pipeline.clock import StageClock  # only its timing: no eng
 register_torchvision_alias()  # basicsr imports a module torchvision removed
 
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
-from bench_weights import CODEFORMER_FILE  # noqa: E402
 from facexlib.utils.face_restoration_helper import FaceRestoreHelper  # noqa: E402
 from spandrel_extra_arches.architectures.CodeFormer import CodeFormerArch  # noqa: E402
+
+from bench.bench_weights import CODEFORMER_FILE  # noqa: E402
 
 FACE_SIZE = 512
 

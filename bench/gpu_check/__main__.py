@@ -2,7 +2,6 @@
 (a section that fails or runs out of time loses only its own rows).
 
     python -m bench.gpu_check [--dry-run] [--budget-s S] [--out DIR]
-    python -m bench.gpu_check --placeholder     # bench/results-cuda.md with every row 'not yet measured'
 
 bench/gpu_check.sh is the one command to run (it installs the carried wheels first).
 """
@@ -26,7 +25,7 @@ import cv2
 import torch
 
 from .imports import ENGINE_REMEDY, REFERENCE_MODULE, REFERENCE_REMEDY, guard_imports, import_problem
-from .plan import BENCH_DIR, DEFAULT_CARRY, DRY_RUN, FULL, Context, Inputs, Scale
+from .plan import BENCH_DIR, DEFAULT_CARRY, DRY_RUN, FULL, Context, Inputs
 from .report import (
     FIDELITY_TARGET_MS,
     PHOTO_TARGET_MS,
@@ -58,11 +57,7 @@ def main() -> int:
                         f"{DRY_RUN_BUDGET_S:g} s)")
     parser.add_argument("--out", type=Path, default=os.environ.get("OUT") or None,
                         help="also write the table and gpu_check.json here (default: $OUT, if set)")
-    parser.add_argument("--placeholder", action="store_true", help=f"write {RESULTS_FILE.name} unmeasured")
     args = parser.parse_args()
-    if args.placeholder:
-        RESULTS_FILE.write_text(document(_rows(FULL, "fp16"), {}, {}, _placeholder_lines()))
-        return 0
     scale = DRY_RUN if args.dry_run else FULL
     device = torch.device("cpu" if args.dry_run else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -101,7 +96,8 @@ def run_all(ctx: Context, unavailable: dict[str, str], out: Path | None) -> int:
     engine.use_golden_dir(ctx.inputs.golden_dir)
     fast = engine.fast_mode_precision("auto", ctx.device)
     ctx.numbers["fast_precision"] = fast
-    rows = _rows(ctx.scale, fast)
+    scale = ctx.scale
+    rows = planned_rows(scale.fidelities, scale.batches, scale.photo_modes, fast, scale.candidate)
     sections: list[tuple[str, Section, str | None]] = [
         ("weights", _load_pipeline, None), ("golden", run_golden, None), ("reference", run_reference, None),
         ("latency", run_latency, "weights"), ("whole photo", run_photo, "weights"),
@@ -150,10 +146,6 @@ def _run_section(ctx: Context, name: str, section: Section, not_applicable: type
     return SectionOutcome("ok", time.monotonic() - start)
 
 
-def _rows(scale: Scale, fast: str) -> list[Row]:
-    return planned_rows(scale.fidelities, scale.batches, scale.photo_modes, fast, scale.candidate)
-
-
 def write_outputs(ctx: Context, rows: list[Row], header: list[str], out: Path | None) -> None:
     text = document(rows, ctx.results, ctx.outcomes, header)
     name = RESULTS_FILE.name if ctx.scale is FULL else "results-dry-run.md"
@@ -188,14 +180,6 @@ FOOTER = [
     "Timing: the device synchronised around each timed call, host clock; warm-up calls first, then the median. "
     "Per face = the batch's time / its faces. Stand-in weights (golden fill) cost what the real ones do.",
 ]
-
-
-def _placeholder_lines() -> list[str]:
-    return [
-        "- Device: no GPU has run this check yet; every row is not yet measured.",
-        "- To measure: `make gpu-check-prep` here, then on a lent GPU machine `bash bench/gpu_check.sh` with "
-        "`bench/gpu-carry` carried (bench/README.md, \"GPU check\"); copy `$OUT/results-cuda.md` over this file.",
-    ]
 
 
 def environment_lines(ctx: Context) -> list[str]:

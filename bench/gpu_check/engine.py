@@ -31,10 +31,10 @@ from codeformer_core.network.batches import (
     tensor_to_crops,
 )
 from codeformer_core.network.parsenet import ParseNet
-from codeformer_core.network.precision import DecoderOverflows, computing_at, fast_mode_precision, native_bf16
+from codeformer_core.network.precision import DecoderOverflows, computing_at, fast_mode_precision
 from codeformer_core.network.reduced_weights import use_cast_once_weights
 from codeformer_core.options import RestoreOptions
-from codeformer_core.pipeline import Pipeline
+from codeformer_core.pipeline import Pipeline, RestoreRequest
 from codeformer_core.pipeline.clock import StageClock
 from codeformer_core.settings import HubSettings
 from codeformer_core.weights.registry import CODEFORMER_FILES, PARSER_FILE, REGISTRY
@@ -43,16 +43,15 @@ from tests.support import golden as golden_vectors
 from tests.support.shared_data import SHARED_DIR_VARIABLE
 
 from .candidates.cuda_graphs import CudaGraphPasses, use_cuda_graphs, use_eager_passes
-from .timing import counted
+from .timing import counted, swapped
 
 __all__ = [
-    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents",
-    "Pipeline", "RestoreOptions", "StageClock", "composite_inpainting", "computing_at", "crops_to_tensor",
-    "cuda_graph_passes", "decode_faces", "encode_faces", "faces_from_report", "fast_mode_precision", "fast_precision",
-    "filled_network", "golden_input", "narrow_networks", "native_bf16", "offline_pipeline", "overflow_events",
-    "precision_module", "published_state_dict", "read_image", "reduced_precision", "reference_arrays",
-    "tensor_to_crops", "triton_network", "triton_norms_problem", "use_cast_once_weights", "use_golden_dir",
-    "write_pipeline_weights",
+    "CodeFormer", "DetectedFace", "DeviceError", "LoadedImage", "OverflowEvents", "Pipeline", "RestoreOptions",
+    "RestoreRequest", "StageClock", "composite_inpainting", "computing_at", "crops_to_tensor", "cuda_graph_passes",
+    "decode_faces", "encode_faces", "faces_from_report", "fast_mode_precision", "filled_network", "golden_input",
+    "narrow_networks", "offline_pipeline", "overflow_events", "precision_module", "published_state_dict",
+    "read_image", "reduced_precision", "reference_arrays", "tensor_to_crops", "triton_network",
+    "triton_norms_problem", "use_cast_once_weights", "use_golden_dir", "write_pipeline_weights",
 ]
 
 golden_input = golden_vectors.golden_input
@@ -167,11 +166,8 @@ def overflow_events() -> Iterator[OverflowEvents]:
                 events.fallback_starts.append((precision, started, w))
             return started
 
-        DecoderOverflows.start_precision = start_precision
-        try:
+        with swapped(DecoderOverflows, "start_precision", start_precision):
             yield events
-        finally:
-            DecoderOverflows.start_precision = original
 
 
 @contextlib.contextmanager
@@ -202,13 +198,3 @@ def triton_network(net: CodeFormer, channels_last: bool) -> CodeFormer:
     use_triton_group_norms(copied)
     return copied.use_channels_last(channels_last)
 
-
-@contextlib.contextmanager
-def fast_precision(pipeline: Pipeline, precision: str) -> Iterator[None]:
-    """`pipeline`'s fast mode decodes (and parses) at `precision` while the block runs."""
-    original = pipeline.fast_precision
-    pipeline.fast_precision = precision
-    try:
-        yield
-    finally:
-        pipeline.fast_precision = original

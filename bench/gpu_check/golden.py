@@ -24,6 +24,7 @@ from .engine import (
 )
 from .plan import Context
 from .report import Result, no_candidate
+from .timing import swapped
 
 FEATURE_BOUND = 1e-4
 OUTPUT_BOUND = 1e-3  # times max |reference output|
@@ -34,12 +35,8 @@ Arrays = dict[str, np.ndarray]
 def exact_float32() -> Iterator[None]:
     """TF32 off for convolutions and matrix products. torch runs CUDA convolutions in TF32 (a 10-bit mantissa)
     unless told otherwise, and the golden bounds are float32's."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
+    with swapped(torch.backends.cudnn, "allow_tf32", False), swapped(torch.backends.cuda.matmul, "allow_tf32", False):
         yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def run_golden(ctx: Context) -> None:

@@ -21,15 +21,15 @@ from .engine import (
     OverflowEvents,
     Pipeline,
     RestoreOptions,
+    RestoreRequest,
     cuda_graph_passes,
     faces_from_report,
-    fast_precision,
     overflow_events,
     read_image,
 )
 from .plan import Context
 from .report import CUDA_ONLY, FIDELITY_TARGET_MS, PHOTO_TARGET_MS, Result, below_result, no_candidate
-from .timing import counted, peak_memory_mb, reset_peak_memory, time_once
+from .timing import counted, peak_memory_mb, reset_peak_memory, swapped, time_once
 
 FIDELITY = 0.5  # the official default w
 NEW_FIDELITY = 0.8  # the slider moved after a run
@@ -60,7 +60,7 @@ def run_photo(ctx: Context) -> None:
         memory = {mode: _photo_mode(ctx, pipeline, variants, faces, mode) for mode in ctx.scale.photo_modes}
         candidate = ctx.scale.candidate
         if ctx.measures_candidate:
-            with fast_precision(pipeline, candidate):
+            with swapped(pipeline, "fast_precision", candidate):  # fast mode decodes and parses at the candidate
                 memory[candidate] = _photo_mode(ctx, pipeline, variants, faces, candidate)
         else:
             for row in ("first", "fidelity"):
@@ -111,10 +111,12 @@ def _photo_mode(ctx: Context, pipeline: Pipeline, variants: Iterator[LoadedImage
         ctx.deadline.require(5, f"whole photo, {mode}")
         image = next(variants)
         with overflow_events() as events:
-            first, first_seconds = time_once(partial(pipeline.run, image, options, faces=faces), ctx.device)
+            request = RestoreRequest(image, options, faces=faces)
+            first, first_seconds = time_once(partial(pipeline.run, request), ctx.device)
         first_events.extend(events)
         with overflow_events() as events:
-            second, again_seconds = time_once(partial(pipeline.run, image, again, faces=faces), ctx.device)
+            request = RestoreRequest(image, again, faces=faces)
+            second, again_seconds = time_once(partial(pipeline.run, request), ctx.device)
         again_events.extend(events)
         if first.report.reused:
             problems.add(f"a first run reused {', '.join(first.report.reused)}")
@@ -182,7 +184,7 @@ def _oom_probe(ctx: Context, pipeline: Pipeline, image: LoadedImage, faces: list
     try:
         # The engine frees the device's cache exactly when it catches an out-of-memory and retries smaller.
         with counted(torch.cuda, "empty_cache") as retries:
-            result, seconds = time_once(partial(pipeline.run, image, options, faces=faces), ctx.device)
+            result, seconds = time_once(partial(pipeline.run, RestoreRequest(image, options, faces=faces)), ctx.device)
     except DeviceError as error:
         return Result("", "failed", "", "FAIL", f"{setting}: {error}")
     finally:

@@ -11,8 +11,7 @@
   it would help and by how much.
 """
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -32,7 +31,7 @@ from .engine import (
 )
 from .plan import Context
 from .report import CUDA_ONLY, SPEEDUP_TARGET, TRITON_MODES, Result, no_candidate, ratio_result
-from .timing import Series, peak_memory_mb, reset_peak_memory, series
+from .timing import Series, peak_memory_mb, reset_peak_memory, series, swapped
 
 FIDELITY = 0.5
 GRAPH_PIXEL_BOUND = 1
@@ -146,7 +145,7 @@ def run_speed_options(ctx: Context) -> None:
         x = crops_to_tensor(ctx.faces(batch), ctx.device)
         eager = partial(_on_tensors, net, x, precision)
         baseline = _series(ctx, eager, f"eager, batch {batch}").median_ms / batch
-        with _cudnn_benchmark():
+        with swapped(torch.backends.cudnn, "benchmark", True):
             tuned = _series(ctx, eager, f"cudnn.benchmark, batch {batch}").median_ms / batch
         ctx.results[f"options/benchmark/b{batch}"] = ratio_result(
             baseline, tuned, None, "baseline: eager on tensors, cudnn.benchmark off (torch's default)",
@@ -162,16 +161,6 @@ def _through_engine(net: CodeFormer, crops: list, precision: str) -> list:
 
 def _on_tensors(net: CodeFormer, x: torch.Tensor, precision: str) -> torch.Tensor:
     return net.decode(net.encode(x, precision="float32"), FIDELITY, precision=precision)
-
-
-@contextlib.contextmanager
-def _cudnn_benchmark() -> Iterator[None]:
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 def _series(ctx: Context, work: Callable[[], object], what: str) -> Series:

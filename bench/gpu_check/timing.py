@@ -95,8 +95,20 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
+def swapped(owner: object, name: str, value: object) -> Iterator[None]:
+    """`owner.name` is `value` while the block runs: a torch flag, or an engine function, which the engine looks up
+    at call time."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextlib.contextmanager
 def counted(owner: object, name: str) -> Iterator[list[tuple]]:
-    """Record each call of `owner.name` (the engine looks the function up at call time) while the block runs."""
+    """Record each call of `owner.name` while the block runs."""
     original = getattr(owner, name)
     calls: list[tuple] = []
 
@@ -104,8 +116,5 @@ def counted(owner: object, name: str) -> Iterator[list[tuple]]:
         calls.append(args)
         return original(*args, **kwargs)
 
-    setattr(owner, name, counting)
-    try:
+    with swapped(owner, name, counting):
         yield calls
-    finally:
-        setattr(owner, name, original)

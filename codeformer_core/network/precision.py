@@ -56,11 +56,11 @@ class DecoderOverflows:
     that w or above can skip the pass bound to fail.
 
     The CFT blocks add w * (dec * scale + shift) to the decoder's features, so their size grows with w; where a
-    decode at some w left fp16's range, one at a higher w is expected to as well (bench/overflow_range.py). The
-    skip applies only where the fallback is bf16, about as fast as fp16 on GPUs that have it
-    (bench/README.md): a GPU without native bf16 falls back to float32, several times slower, so there every
-    batch keeps trying fp16 first. Only decodes at or above the lowest such w change, and only in precision; each
-    result still passes its own finiteness check.
+    decode at some w left fp16's range, one at a higher w is expected to as well (bench/README.md, "fp16's range
+    and the fidelity w"). The skip applies only where the fallback is bf16, about as fast as fp16 on GPUs that have
+    it: a GPU without native bf16 falls back to float32, several times slower, so there every batch keeps trying
+    fp16 first. Only decodes at or above the lowest such w change, and only in precision; each result still passes
+    its own finiteness check.
     """
 
     def __init__(self) -> None:
