@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CodeFormerError, WeightsError
+from .errors import CodeFormerError, InvalidOptionError, WeightsError
 from .images import read_image, safe_stem, write_png
 from .options import RestoreOptions
 from .pipeline import ImageRestorer, RestoreRequest
@@ -60,9 +60,15 @@ def run_batch(
     directory: Path,
     *,
     progress: BatchProgress | None = None,
+    max_photos: int | None = None,
 ) -> BatchResult:
     """Process (name, source) pairs in order, writing each result as a new PNG in `directory` (which must exist)
-    and then a zip of all of them, named "<i>_<stem>.png" inside it."""
+    and then a zip of all of them, named "<i>_<stem>.png" inside it. More than `max_photos` pairs (None: no limit)
+    are refused before any photo runs."""
+    if max_photos is not None and len(inputs) > max_photos:
+        raise InvalidOptionError(
+            f"A batch holds at most {max_photos} photos; got {len(inputs)}. Split it into smaller batches."
+        )
     directory = Path(directory)
     result = BatchResult()
     for index, (name, source) in enumerate(inputs, start=1):

@@ -7,11 +7,13 @@ precision in `network/precision.py`, the CPU kernels in `network/cpu_kernels.py`
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .checks import check_choice, is_true
+from .credentials import Login, logins_from_list
 from .errors import InvalidOptionError
 from .export.backends import BACKENDS, Backend
 from .network.cpu_kernels import CPU_KERNELS, CpuKernels
@@ -19,7 +21,10 @@ from .network.precision import FAST_PRECISIONS, FastPrecision
 from .weights.hub_settings import HubSettings
 from .weights.store import DEFAULT_WEIGHTS_DIR, WeightStore
 
+Number = TypeVar("Number", int, float)
+
 DEFAULT_MAX_VIDEO_SECONDS = 60.0
+DEFAULT_MAX_BATCH_PHOTOS = 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,10 @@ class Settings:
       can overflow: such a pass runs again) or "float32" (every run exact) (CODEFORMER_FAST_PRECISION).
     max_video_seconds: the longest video the app accepts, None for no limit (CODEFORMER_MAX_VIDEO_SECONDS;
       0 or "none" lifts it). The command line takes any length.
+    max_batch_photos: the most photos one batch of the app may hold, None for no limit
+      (CODEFORMER_MAX_BATCH_PHOTOS; 0 or "none" lifts it). The command line takes any number.
+    auth: who may use the app, as user:password entries separated by commas (CODEFORMER_AUTH, a Space's secret);
+      empty: anyone who reaches it. `app.py --auth` and `--auth-file` add to them. Passwords stay out of repr.
     on_space: running as a Hugging Face Space (SPACE_ID is set): the app listens on every interface and loads its
       models before serving.
     zero_gpu: running on ZeroGPU hardware (SPACES_ZERO_GPU is set): CUDA exists only inside functions decorated
@@ -52,6 +61,8 @@ class Settings:
     backend: Backend = "auto"
     fast_precision: FastPrecision = "auto"
     max_video_seconds: float | None = DEFAULT_MAX_VIDEO_SECONDS
+    max_batch_photos: int | None = DEFAULT_MAX_BATCH_PHOTOS
+    auth: tuple[Login, ...] = ()
     on_space: bool = False
     zero_gpu: bool = False
 
@@ -74,7 +85,11 @@ class Settings:
             cpu_kernels_cache=kernels_cache_file(environ),
             backend=backend,  # type: ignore[arg-type] - checked against BACKENDS just above
             fast_precision=fast_precision,  # type: ignore[arg-type] - checked against FAST_PRECISIONS just above
-            max_video_seconds=_video_seconds(environ.get("CODEFORMER_MAX_VIDEO_SECONDS", "")),
+            max_video_seconds=_limit(environ, "CODEFORMER_MAX_VIDEO_SECONDS", DEFAULT_MAX_VIDEO_SECONDS, float,
+                                     "a number of seconds"),
+            max_batch_photos=_limit(environ, "CODEFORMER_MAX_BATCH_PHOTOS", DEFAULT_MAX_BATCH_PHOTOS, int,
+                                    "a whole number of photos"),
+            auth=logins_from_list(environ.get("CODEFORMER_AUTH", ""), "CODEFORMER_AUTH"),
             on_space=bool(environ.get("SPACE_ID")),
             zero_gpu=is_true(environ.get("SPACES_ZERO_GPU", "")),
         )
@@ -88,18 +103,19 @@ def kernels_cache_file(environ: Mapping[str, str]) -> Path:
     return Path(cache_home).expanduser() / "codeformer" / "cpu-kernels.json"
 
 
-def _video_seconds(text: str) -> float | None:
-    text = text.strip()
+def _limit(
+    environ: Mapping[str, str], variable: str, default: Number, number: Callable[[str], Number], unit: str
+) -> Number | None:
+    """A limit read from `variable`: its default when unset, None (no limit) for 0 or "none"."""
+    text = environ.get(variable, "").strip()
     if not text:
-        return DEFAULT_MAX_VIDEO_SECONDS
+        return default
     if text.lower() == "none":
         return None
     try:
-        seconds = float(text)
+        value: Number | None = number(text)
     except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # also refuses NaN
-        raise InvalidOptionError(
-            f'CODEFORMER_MAX_VIDEO_SECONDS must be a number of seconds (0 or "none": no limit); got {text!r}'
-        )
-    return seconds or None
+        value = None
+    if value is None or not value >= 0:  # also refuses NaN
+        raise InvalidOptionError(f'{variable} must be {unit} (0 or "none": no limit); got {text!r}')
+    return value or None

@@ -29,13 +29,15 @@ class BatchResult(NamedTuple):
     status: Any  # the summary, one line per file that failed
 
 
-def build_batch_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
-    """The Batch tab's widgets and its event (API name /batch); call inside a gr.Blocks."""
-    handler = BatchHandler(pipeline, files)
+def build_batch_tab(pipeline: ImageRestorer, files: RequestFiles, *, max_photos: int | None) -> None:
+    """The Batch tab's widgets and its event (API name /batch); call inside a gr.Blocks. max_photos: the most
+    photos one batch may hold (None: any number)."""
+    handler = BatchHandler(pipeline, files, max_photos=max_photos)
+    label = f"Photos (up to {max_photos})" if max_photos else "Photos"
     with gr.Tab("Batch"):
         with gr.Row():
             with gr.Column():
-                photos = gr.File(file_count="multiple", label="Photos", elem_id="batch-photos")
+                photos = gr.File(file_count="multiple", label=label, elem_id="batch-photos")
                 task, fidelity = task_widgets("batch")
                 with gr.Accordion("Options", open=False):
                     options = option_widgets("batch", aligned=True, upscale=2)
@@ -55,9 +57,10 @@ def build_batch_tab(pipeline: ImageRestorer, files: RequestFiles) -> None:
 class BatchHandler:
     """The function behind the Batch tab and /batch; one per app, sharing its Pipeline and RequestFiles."""
 
-    def __init__(self, pipeline: ImageRestorer, files: RequestFiles) -> None:
+    def __init__(self, pipeline: ImageRestorer, files: RequestFiles, *, max_photos: int | None) -> None:
         self.pipeline = pipeline
         self.files = files
+        self.max_photos = max_photos
 
     @takes_options(last=("exact",))
     def run(
@@ -79,7 +82,8 @@ class BatchHandler:
             progress((index - 1, count), desc=f"Photo {index} of {count}: {name}", unit="photos")
 
         with user_errors():
-            result = run_batch(self.pipeline, inputs, restore_options, self.files.new_request(), progress=show)
+            result = run_batch(self.pipeline, inputs, restore_options, self.files.new_request(), progress=show,
+                               max_photos=self.max_photos)  # fmt: skip
         return BatchResult(
             gallery=[(str(item.output), item.name) for item in result.items],
             archive=str(result.archive) if result.archive else None,

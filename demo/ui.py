@@ -31,8 +31,8 @@ def build_demo(
     pipeline: ImageRestorer, settings: Settings | None = None, profile: HardwareProfile | None = None
 ) -> gr.Blocks:
     """The whole app around one shared pipeline (or a wrapper that runs it, e.g. on ZeroGPU). Builds no model.
-    settings: the process's (for the video length limit); profile: what the hardware can do, shown in one line.
-    The defaults when not given."""
+    settings: the process's (for the video length and batch size limits); profile: what the hardware can do, shown
+    in one line. The defaults when not given."""
     settings = settings if settings is not None else Settings()
     with gr.Blocks(title="CodeFormer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
@@ -41,7 +41,7 @@ def build_demo(
         weights_notice = gr.Markdown(visible=False, elem_id="weights-notice")
         files = RequestFiles()
         build_photo_tab(pipeline, files)
-        build_batch_tab(pipeline, files)
+        build_batch_tab(pipeline, files, max_photos=settings.max_batch_photos)
         build_video_tab(pipeline, files, max_seconds=settings.max_video_seconds)
         gr.Markdown(API_HELP)
         build_api_endpoints(pipeline, files)

@@ -13,7 +13,7 @@ import pytest
 
 from codeformer_core import cli
 from codeformer_core.batch import run_batch
-from codeformer_core.errors import WeightsUnavailableError
+from codeformer_core.errors import InvalidOptionError, WeightsUnavailableError
 from codeformer_core.options import RestoreOptions
 from codeformer_core.pipeline import Pipeline
 from codeformer_core.settings import HubSettings
@@ -100,6 +100,19 @@ def test_missing_weights_stop_the_batch_instead_of_failing_each_photo(weightless
     assert list(tmp_path.glob("*.png")) == [] and list(tmp_path.glob("*.zip")) == []
 
 
+def test_a_batch_over_its_cap_is_refused_in_one_line_before_any_photo_runs(weightless_pipeline, tmp_path):
+    photos = [(f"{index}.png", NOT_AN_IMAGE) for index in range(4)]
+    calls = []
+
+    with pytest.raises(InvalidOptionError) as refused:
+        run_batch(weightless_pipeline, photos, RestoreOptions(), tmp_path, progress=lambda *call: calls.append(call),
+                  max_photos=3)  # fmt: skip
+
+    assert str(refused.value) == "A batch holds at most 3 photos; got 4. Split it into smaller batches."
+    assert calls == [] and list(tmp_path.iterdir()) == []
+    assert len(run_batch(weightless_pipeline, photos[:3], RestoreOptions(), tmp_path, max_photos=3).errors) == 3
+
+
 def test_cli_restores_a_folder_and_reports_the_bad_file(stand_in_weights, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -132,11 +145,12 @@ def test_cli_collects_photos_and_videos_from_folders(tmp_path):
 
 def test_the_batch_tab_serves_batch_and_lists_each_bad_upload(weightless_pipeline, tmp_path):
     with gr.Blocks() as page:
-        build_batch_tab(weightless_pipeline, RequestFiles())
+        build_batch_tab(weightless_pipeline, RequestFiles(), max_photos=2)
     assert "batch" in {fn.api_name for fn in page.fns.values()}
+    assert [block.label for block in page.blocks.values() if isinstance(block, gr.File)][0] == "Photos (up to 2)"
     upload = tmp_path / "scan.png"
     upload.write_bytes(NOT_AN_IMAGE)
-    handler = BatchHandler(weightless_pipeline, RequestFiles())
+    handler = BatchHandler(weightless_pipeline, RequestFiles(), max_photos=2)
     settings = ("restore", 0.5, 2, False, False, False, "dlib", False)
 
     gallery, archive, status = handler.run([str(upload)], *settings)
@@ -145,3 +159,6 @@ def test_the_batch_tab_serves_batch_and_lists_each_bad_upload(weightless_pipelin
     assert "0 of 1 photo(s) done" in status and "\nscan.png: The file is not a PNG" in status
     with pytest.raises(gr.Error, match="Upload one or more photos first"):
         handler.run([], *settings)
+    with pytest.raises(gr.Error) as refused:
+        handler.run([str(upload)] * 3, *settings)
+    assert refused.value.message == "A batch holds at most 2 photos; got 3. Split it into smaller batches."

@@ -1,6 +1,7 @@
 """The page in a real browser (Debian's chromium through Playwright): upload a photo, press Run, see before/after;
 move the fidelity slider and see the result re-rendered from the kept encoding; leave a face out, put it back, and
-give it a w picked from the side-by-side comparison.
+give it a w picked from the side-by-side comparison; log in to an app with a password, and be told when a job
+would be one too many.
 
 The screenshots are kept in test-artifacts/ (git-ignored) for a person to look at.
 """
@@ -12,7 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from .app_server import running_app
+from codeformer_core.credentials import Login
+from codeformer_core.settings import HubSettings
+from codeformer_core.weights import WeightStore
+from demo import build_demo
+from demo.turns import too_many_jobs
+
+from .app_server import GatedRestorer, running_app, served
 from .conftest import SAMPLES
 
 CHROMIUM = Path(os.environ.get("CODEFORMER_CHROMIUM") or "/usr/bin/chromium")  # as tools/ensure_chromium.sh
@@ -127,3 +134,31 @@ def test_leave_a_face_out_put_it_back_and_pick_its_w_side_by_side(app_url, page)
     assert "decoded face 0" in report, "the comparison decoded it already"
     assert page.locator("#face-fidelity input[type=number]").input_value() == "1"
     assert np.any(shown_result(page) != restored)
+
+
+def test_log_in_then_be_told_at_once_when_a_job_would_be_one_too_many(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    restorer = GatedRestorer(WeightStore(tmp_path / "no-weights", hub=HubSettings(offline=True)))
+    with served(build_demo(restorer), auth=[Login("ada", "correct horse")]) as url:
+        try:
+            page.goto(url)
+            page.locator("input[type=password]").wait_for()
+            assert page.locator("#run").count() == 0, "nothing of the app before the password"
+            page.locator("input[type=text]").fill("ada")
+            page.locator("input[type=password]").fill("correct horse")
+            page.get_by_role("button", name="Login").click()
+
+            page.locator("#photo input[type=file]").set_input_files(SAMPLES / "aligned" / "0240.png")
+            page.locator("#photo img").first.wait_for()
+            page.locator("#run").click()
+            assert restorer.started.acquire(timeout=60), "the first job runs, held at the gate"
+            track = page.locator("#fidelity input[type=range]").bounding_box()
+            page.mouse.click(track["x"] + 0.9 * track["width"], track["y"] + track["height"] / 2)  # the second job
+            page.get_by_role("tab", name="Batch").click()
+            page.locator("#batch-photos input[type=file]").set_input_files(SAMPLES / "aligned" / "0342.png")
+            page.locator("#batch-photos").get_by_text("0342.png").wait_for()
+            page.locator("#batch-run").click()
+
+            page.locator("#batch-photos").get_by_text(too_many_jobs(2)).wait_for(timeout=10_000)
+        finally:
+            restorer.gate.set()

@@ -163,7 +163,8 @@ def test_a_batch_is_one_gpu_call_per_photo(pipeline, spaces_stand_in, runs_insid
     restorer = ZeroGpuRestorer(pipeline, spaces_stand_in.GPU)
     photos = [str(SAMPLES / "aligned" / name) for name in ("0240.png", "0342.png")]
 
-    result = BatchHandler(restorer, RequestFiles()).run(photos, "restore", 0.5, 1, True, False, False, "dlib", False)
+    handler = BatchHandler(restorer, RequestFiles(), max_photos=None)
+    result = handler.run(photos, "restore", 0.5, 1, True, False, False, "dlib", False)
 
     assert len(result.gallery) == 2 and result.archive is not None
     assert [name for name, _ in spaces_stand_in.calls] == ["_run", "_run"] and runs_inside == [True, True]
