@@ -9,9 +9,11 @@ import numpy as np
 import onnx
 import pytest
 
+import app
 from codeformer_core import cli
 from codeformer_core.cluster import job
 from codeformer_core.cluster.workers import PhotoWorker
+from codeformer_core.commands.engine_arguments import with_overrides
 from codeformer_core.errors import InvalidOptionError
 from codeformer_core.export import onnx_export
 from codeformer_core.options import RestoreOptions
@@ -231,3 +233,12 @@ def test_exact_is_asked_for_by_a_flag_and_fast_mode_is_the_default(tmp_path):
     exact = cli.options_from(parser.parse_args(["colorize", "photo.png", "-o", str(tmp_path), "--exact"]))
 
     assert not default.exact and exact.exact and exact.task == "colorize"
+
+
+def test_the_engine_options_of_both_command_lines_override_the_environments_settings(tmp_path):
+    environment = Settings(fast_precision="bf16", backend="onnxruntime")
+    given = ["--fast-precision", "fp16", "--backend", "torch", "--weights-dir", str(tmp_path)]
+    for parser, argv in ((cli.build_parser(), ["restore", "p.png", "-o", str(tmp_path)]), (app.build_parser(), [])):
+        settings = with_overrides(environment, parser.parse_args([*argv, *given]))
+        assert (settings.fast_precision, settings.backend, settings.weights_dir) == ("fp16", "torch", tmp_path)
+        assert with_overrides(environment, parser.parse_args(argv)) == environment  # nothing given, nothing changed

@@ -68,9 +68,9 @@ class FaceParser:
         device = torch.device(device)
         return cls(load_parse_network(path, device), device, resolution=resolution, max_batch=max_batch)
 
-    def face_labels(self, faces: list[FaceCrop], precision: Precision = "float32") -> np.ndarray:
-        """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces."""
-        return self._labels(faces, precision, self.max_batch).cpu().numpy()
+    def face_labels(self, faces: list[FaceCrop]) -> np.ndarray:
+        """N x r x r uint8 class indices (r = resolution) for 512 x 512 BGR uint8 faces, in float32."""
+        return self._labels(faces, "float32", self.max_batch).cpu().numpy()
 
     def paste_masks(
         self, faces: list[FaceCrop], precision: Precision = "float32", batch: int | None = None
