@@ -79,7 +79,7 @@ def test_the_pipeline_runs_and_reports_the_decided_kernels(probes, stand_in_weig
     report = pipeline.run(RestoreRequest(face, RestoreOptions(aligned=True))).report
 
     net = pipeline.models.codeformer("restore")
-    assert net.decoder_memory_format == torch.channels_last
+    assert net.memory_format == torch.channels_last
     assert report.cpu_kernels == "channels-last kernels (probed on this machine)"
     assert report.precision == "exact float32"
     assert report.to_dict()["cpu_kernels"] == report.cpu_kernels

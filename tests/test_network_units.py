@@ -43,7 +43,15 @@ from codeformer_core.network.precision import (
     overflow_fallback,
 )
 from codeformer_core.network.transformer import TransformerSALayer
-from codeformer_core.network.vqgan import AttnBlock, AutocastGroupNorm, ResBlock, Upsample, VectorQuantizer
+from codeformer_core.network.vqgan import (
+    AttnBlock,
+    AutocastGroupNorm,
+    Downsample,
+    PreciseGroupNorm,
+    ResBlock,
+    Upsample,
+    VectorQuantizer,
+)
 from codeformer_core.pipeline.models import Models
 from codeformer_core.weights.checkpoints import read_state_dict
 from tests.support.golden import golden_state_dict, manifest, write_official_checkpoint
@@ -569,7 +577,7 @@ def test_the_pipeline_tunes_the_network_as_the_kernel_decision_says(
     models = Models(weights=None, device=torch.device(device), cpu_kernels=kernels)
     net = network_skeleton("restore").to_empty(device="cpu") if device == "cpu" else network_skeleton("restore")
     tuned = models._tuned(net)
-    assert tuned.decoder_memory_format == layout
+    assert tuned.memory_format == layout
     assert any(isinstance(layer, CpuConv2d) for layer in tuned.modules()) is (winograd and nnpack_available())
 
 
@@ -594,11 +602,51 @@ def test_group_norm_under_autocast_runs_outside_it_at_the_inputs_precision(monke
                      (torch.float32, torch.float32, False)]
 
 
-def test_channels_last_switches_the_decoder_only() -> None:
+def test_channels_last_switches_every_spatial_convolution_and_back() -> None:
     net = network_skeleton("restore").use_channels_last()
-    channels_last = {name: p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-                     for name, p in net.named_parameters() if p.ndim == 4 and p.shape[-1] > 1}
-    assert all(is_cl for name, is_cl in channels_last.items() if not name.startswith("encoder."))
-    assert not any(is_cl for name, is_cl in channels_last.items() if name.startswith("encoder."))
+    kernels = [p for p in net.parameters() if p.ndim == 4 and p.shape[-1] > 1]
+    assert len(kernels) > 90
+    assert all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in kernels)
     net.use_channels_last(False)
     assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_precise_group_norm_on_channels_last_float32_matches_float64_where_torchs_kernel_drifts() -> None:
+    # Features far from zero, as deep in the encoder: a float32 sum of squares loses digits there.
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randn(1, 64, 256, 256, generator=generator) * 3 + 20).contiguous(memory_format=torch.channels_last)
+    norm = PreciseGroupNorm(32, 64, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=generator)
+        norm.bias.uniform_(-0.1, 0.1, generator=generator)
+    exact = F.group_norm(x.double(), 32, norm.weight.double(), norm.bias.double(), 1e-6)
+    with torch.inference_mode():
+        ours = norm(x)
+        torchs = F.group_norm(x, 32, norm.weight, norm.bias, 1e-6)
+        swished = norm.with_swish(x)
+    assert ours.dtype == torch.float32 and ours.is_contiguous(memory_format=torch.channels_last)
+    assert (ours.double() - exact).abs().max() < 2e-5 < (torchs.double() - exact).abs().max()
+    assert torch.equal(swished, F.silu(ours))
+    # Each face of a batch has statistics of its own.
+    pair = torch.cat([x, x.flip(2) * 0.5 - 3]).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        both = norm(pair)
+        second = norm(pair[1:].contiguous(memory_format=torch.channels_last))
+    assert (both[1] - second[0]).abs().max() < 2e-5 and (both[0] - ours[0]).abs().max() < 2e-5
+    # Other layouts and precisions are AutocastGroupNorm's, bit for bit.
+    plain = x.contiguous()
+    with torch.inference_mode():
+        assert torch.equal(norm(plain), F.group_norm(plain, 32, norm.weight, norm.bias, 1e-6))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(norm(x.bfloat16()), AutocastGroupNorm.forward(norm, x.bfloat16()))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_downsample_pads_right_and_bottom_as_f_pad_does_in_the_features_layout(layout) -> None:
+    block = Downsample(8)
+    x = torch.randn(2, 8, 9, 12).contiguous(memory_format=layout) + 5
+    with torch.inference_mode():
+        expected = block.conv(F.pad(x, (0, 1, 0, 1)))
+        out = block(x)
+    assert torch.equal(out, expected)
+    assert out.shape == (2, 8, 4, 6) and out.is_contiguous(memory_format=layout)

@@ -83,7 +83,9 @@ class ControllableFeatureTransform(nn.Module):
         # The encoder's features are kept in float32 (EncodedFaces); under autocast the decoder's are reduced, and
         # cat would promote both to float32, so the block's first norm and activation would run at twice the width.
         fused = self.encode_enc(torch.cat([enc_feat.to(dec_feat.dtype), dec_feat], dim=1))
-        return dec_feat + w * (dec_feat * self.scale(fused) + self.shift(fused))
+        # In place on the fresh scale map: the same values as the reference's expression, three fewer full-size
+        # temporaries.
+        return self.scale(fused).mul_(dec_feat).add_(self.shift(fused)).mul_(w).add_(dec_feat)
 
 
 def _conv_lrelu_conv(channels: int) -> nn.Sequential:
@@ -104,10 +106,10 @@ class CodeFormer(nn.Module):
     overflowed at some w, later decodes at that w or above start at the fallback where it is bf16
     (`DecoderOverflows`). Whatever the precision, results come back as float32.
     Convolution speed: on a CPU, `cpu_convolutions.use_fast_cpu_convolutions(net)` (Winograd and GEMM kernels)
-    runs the convolutions faster within the golden bounds (bench/README.md); on a CPU without NNPACK,
-    `use_channels_last()` runs the decoder on N x H x W x C data (faster there; outputs within the golden bounds;
-    the encoder keeps the default layout, as channels_last moves its logits further). On CUDA the default layout
-    is the faster one (bench/results-cuda.md). The golden tests pin the default path and check both speed options.
+    runs the convolutions faster within the golden bounds (bench/README.md); where oneDNN's kernels win,
+    `use_channels_last()` runs the whole network on N x H x W x C data (within the golden bounds, the encoder's
+    through `vqgan.PreciseGroupNorm`). On CUDA the default layout is the faster one (bench/results-cuda.md). The
+    golden tests pin the default path and check both speed options.
     Passes: `encode` and `decode` each run one pass (`encode_pass`, `decode_pass`) and check what it gives.
     Inference only: encode and decode run under `torch.inference_mode()` and reuse buffers in place.
     """
@@ -127,7 +129,7 @@ class CodeFormer(nn.Module):
         self.fuse_convs_dict = nn.ModuleDict(
             {str(res): ControllableFeatureTransform(encoder_channels(res)) for res in config.cft_resolutions}
         )
-        self.decoder_memory_format = torch.contiguous_format
+        self.memory_format = torch.contiguous_format
         self.decoder_overflows = DecoderOverflows()
 
     @property
@@ -140,13 +142,13 @@ class CodeFormer(nn.Module):
         return self.position_emb.device
 
     def use_channels_last(self, enabled: bool = True) -> "CodeFormer":
-        """Run the decoder (generator and CFT blocks) channels_last, or in the default layout; returns self.
+        """Run the encoder, the generator and the CFT blocks channels_last, or in the default layout; returns self.
 
         Faces encoded afterwards carry their decoder inputs in the matching layout.
         """
-        self.decoder_memory_format = torch.channels_last if enabled else torch.contiguous_format
-        self.generator.to(memory_format=self.decoder_memory_format)
-        self.fuse_convs_dict.to(memory_format=self.decoder_memory_format)
+        self.memory_format = torch.channels_last if enabled else torch.contiguous_format
+        for part in (self.encoder, self.generator, self.fuse_convs_dict):
+            part.to(memory_format=self.memory_format)
         return self
 
     def forward(
@@ -188,7 +190,7 @@ class CodeFormer(nn.Module):
     def encode_pass(self, x: Tensor, adain: bool, precision: Precision) -> EncodedFaces:
         """One run of `encode`'s network at `precision`, its range unchecked (`encode` checks it); x is taken as
         it is, checked by `encode`."""
-        x = x.contiguous()
+        x = x.contiguous(memory_format=self.memory_format)
         with computing_at(precision, x.device):
             lq_feat, skips = self.encoder(x, self.config.cft_resolutions)
             logits = self.predict_logits(lq_feat)
@@ -196,7 +198,7 @@ class CodeFormer(nn.Module):
         # Softmax is monotonic: its top-1 is the logits' argmax.
         idx = logits.argmax(dim=2)
         quant_feat = self.code_features(idx, lq_feat, adain)
-        layout = self.decoder_memory_format
+        layout = self.memory_format
         return EncodedFaces(
             quant_feat=quant_feat.contiguous(memory_format=layout),
             skips={res: feat.float().contiguous(memory_format=layout) for res, feat in skips.items()},

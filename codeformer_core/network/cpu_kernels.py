@@ -10,8 +10,8 @@ probes once; delete the file to probe again, or set CODEFORMER_CPU_KERNELS to fo
 
 What each choice does (`pipeline/models.py` applies it):
 - "winograd": 3x3 convolutions through NNPACK's Winograd kernels, 1x1 as one GEMM (`cpu_convolutions.py`);
-- "channels-last": oneDNN's kernels on N x H x W x C features for the decoder and ParseNet (the encoder keeps the
-  default layout: channels_last moved its logits past the golden bound);
+- "channels-last": oneDNN's kernels on N x H x W x C features for the whole network and ParseNet (the encoder's
+  norms sum their statistics precisely, `vqgan.PreciseGroupNorm`, which keeps its logits within the golden bound);
 - "plain": torch's defaults.
 A reduced-precision pass takes oneDNN's kernels whatever the choice (NNPACK computes float32 only), in the layout
 the choice gives.
