@@ -70,7 +70,7 @@ def _add_task_arguments(parser: argparse.ArgumentParser, task: str) -> None:
     parser.add_argument("--draw-box", action="store_true", help="draw the detected face boxes")
     parser.add_argument("--no-parse", action="store_true", help="paste faces back with a plain mask, not a parse mask")
     parser.add_argument("--exact", action="store_true",
-                        help="float32 through the whole network, bit-faithful to the official code (slower); by "
+                        help="float32 through the whole network, within the official code's golden bounds (slower); by "
                         "default the decoder and face parser run in bf16 where the device has it natively")
     add_engine_arguments(parser)
     parser.add_argument("--json", type=Path, help="write the per-image reports to this JSON file")

@@ -57,7 +57,7 @@ class RestoreOptions:
       Only the restore task reads it: colorize always runs at w=0 and inpaint at w=1, as the paper's models do.
     upscale: final size factor of the whole image, 1-4 (ignored for aligned faces).
     aligned: the input is already a 512x512 face aligned to the FFHQ template; skip detection and paste-back.
-    exact: float32 through the whole network, bit-faithful to the official code (what the golden tests and the
+    exact: float32 through the whole network, within the official code's golden bounds (what the golden tests and the
       equivalence harness compare). Otherwise fast mode: the encoder and the transformer still run float32, so a
       face gets exactly float32's code indices, and only the decoder and the face parser run at the deployment's
       reduced precision (bf16 where the device computes it natively; float32, the same as exact, elsewhere).

@@ -71,7 +71,7 @@ class ApiHandlers:
         """/restore -> (restored PNG, report). Faces are numbered from 0 in the order the report lists them (stable
         for one image and detector). face_fidelities: faces with their own w, e.g. "1=0.8, 2=0.3"; skip_faces:
         faces that keep their original pixels, e.g. "0, 3". exact: float32 through the whole network,
-        bit-faithful to the official code (slower)."""
+        within the golden bounds of the official code (slower)."""
         with user_errors():
             choices = dict(face_fidelities=parse_face_fidelities(face_fidelities or "", "face_fidelities"),
                            skip_faces=parse_face_indices(skip_faces or "", "skip_faces"))  # fmt: skip
